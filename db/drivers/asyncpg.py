@@ -1,0 +1,85 @@
+"""asyncpg: the native async driver, with its own ``create_pool``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from app.settings import Settings
+from db import queries
+from db.drivers.base import ConnectionConfig, unavailable
+
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+class AsyncpgDatabase:
+    """Awaitable queries over an asyncpg pool."""
+
+    kind = "async"
+
+    def __init__(self, settings: Settings, driver: str = "asyncpg") -> None:
+        self.config = ConnectionConfig.from_settings(settings, driver)
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        try:
+            self._pool = await self._create_pool(self.config.pool.min)
+        except (*_CONNECTION_ERRORS, asyncio.TimeoutError):
+            # Start anyway with an empty pool: requests answer 503 until the database is back.
+            self._pool = await self._create_pool(0)
+
+    def _create_pool(self, min_size: int) -> Any:
+        return asyncpg.create_pool(
+            self.config.url,
+            min_size=min(min_size, self.config.pool.max),
+            max_size=self.config.pool.max,
+            timeout=self.config.connect_timeout,
+            server_settings={
+                "statement_timeout": str(self.config.statement_timeout_ms),
+                "application_name": self.config.application_name,
+            },
+        )
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def pool_info(self) -> dict[str, Any]:
+        live = {"open": self._pool.get_size(), "idle": self._pool.get_idle_size()} if self._pool else {}
+        return self.config.pool_info("asyncpg.Pool", **live)
+
+    async def _fetch(self, query: queries.Query, values: dict[str, Any], *, transaction: bool = False) -> list[asyncpg.Record]:
+        assert self._pool is not None, "driver not started"
+        try:
+            async with self._pool.acquire(timeout=self.config.acquire_timeout) as connection:
+                if not transaction:
+                    return await connection.fetch(query.numeric, *query.positional(values))
+                async with connection.transaction():
+                    return await connection.fetch(query.numeric, *query.positional(values))
+        except asyncio.TimeoutError as exc:
+            raise unavailable(self.config, exc, "pool_timeout") from exc
+        except (*_CONNECTION_ERRORS, asyncpg.QueryCanceledError) as exc:
+            raise unavailable(self.config, exc) from exc
+
+    async def server_facts(self) -> dict[str, Any]:
+        """What the report needs to know about the server: version and connection limit."""
+        rows = await self._fetch(queries.SERVER_FACTS, {})
+        return dict(rows[0])
+
+    async def pg_sleep(self, seconds: float) -> float:
+        await self._fetch(queries.PG_SLEEP, {"seconds": seconds})
+        return seconds
+
+    async def lookup(self, item_id: int) -> dict[str, Any] | None:
+        rows = await self._fetch(queries.LOOKUP, {"item_id": item_id})
+        return dict(rows[0]) if rows else None
+
+    async def report(self, category: int) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self._fetch(queries.REPORT, {"category": category})]
+
+    async def write(self, slot: int, note: str) -> dict[str, Any]:
+        rows = await self._fetch(queries.WRITE, {"slot": slot, "note": note}, transaction=True)
+        return dict(rows[0])

@@ -1,0 +1,163 @@
+"""SQLAlchemy 2 Core, both faces: a sync engine on psycopg2 and an async engine on asyncpg.
+
+Written the way SQLAlchemy documents it (``engine.connect()`` for reads, ``engine.begin()``
+for the write), so the figures include what the library adds over its raw driver.
+The pools are QueuePools of ``pool_size = max`` (opened on demand, never above max).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import sqlalchemy.exc
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.settings import Settings
+from db import queries
+from db.drivers.base import QUERY_CANCELED, ConnectionConfig, sqlstate, unavailable
+from db.url import with_driver
+
+_PG_SLEEP = text(queries.PG_SLEEP.named)
+_LOOKUP = text(queries.LOOKUP.named)
+_REPORT = text(queries.REPORT.named)
+_WRITE = text(queries.WRITE.named)
+# Lost or refused connections; statement_timeout arrives as OperationalError (psycopg2) or as
+# a DBAPIError carrying SQLSTATE 57014 (asyncpg), which unavailable() recognises.
+_CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, _CONNECTION_ERRORS) or sqlstate(exc) == QUERY_CANCELED
+
+
+def _engine_kwargs(config: ConnectionConfig) -> dict[str, Any]:
+    return {"pool_size": config.pool.max, "max_overflow": 0, "pool_timeout": config.acquire_timeout}
+
+
+def _pool_info(config: ConnectionConfig, engine: Engine | AsyncEngine | None, kind: str) -> dict[str, Any]:
+    pool = engine.pool if engine is not None else None
+    live = {"open": pool.checkedin() + pool.checkedout(), "in_use": pool.checkedout()} if pool is not None else {}
+    return config.pool_info(kind, **live)
+
+
+class SqlalchemyDatabase:
+    """Blocking SQLAlchemy Core calls on a psycopg2 engine."""
+
+    kind = "sync"
+
+    def __init__(self, settings: Settings, driver: str = "sqlalchemy-sync") -> None:
+        self.config = ConnectionConfig.from_settings(settings, driver)
+        self._engine: Engine | None = None
+
+    async def start(self) -> None:
+        self._engine = create_engine(
+            with_driver(self.config.url, "postgresql+psycopg2"),
+            connect_args={
+                "connect_timeout": self.config.connect_timeout,
+                "options": self.config.libpq_options,
+                "application_name": self.config.application_name,
+            },
+            **_engine_kwargs(self.config),
+        )
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def pool_info(self) -> dict[str, Any]:
+        return _pool_info(self.config, self._engine, "sqlalchemy QueuePool (opened on demand)")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        assert self._engine is not None, "driver not started"
+        try:
+            yield
+        except sqlalchemy.exc.TimeoutError as exc:
+            raise unavailable(self.config, exc, "pool_timeout") from exc
+        except (sqlalchemy.exc.DBAPIError, OSError) as exc:
+            if not _is_unavailable(exc):
+                raise
+            raise unavailable(self.config, exc) from exc
+
+    def pg_sleep(self, seconds: float) -> float:
+        with self._errors(), self._engine.connect() as connection:
+            connection.execute(_PG_SLEEP, {"seconds": seconds})
+        return seconds
+
+    def lookup(self, item_id: int) -> dict[str, Any] | None:
+        with self._errors(), self._engine.connect() as connection:
+            row = connection.execute(_LOOKUP, {"item_id": item_id}).mappings().first()
+        return dict(row) if row else None
+
+    def report(self, category: int) -> list[dict[str, Any]]:
+        with self._errors(), self._engine.connect() as connection:
+            return [dict(row) for row in connection.execute(_REPORT, {"category": category}).mappings()]
+
+    def write(self, slot: int, note: str) -> dict[str, Any]:
+        with self._errors(), self._engine.begin() as connection:
+            return dict(connection.execute(_WRITE, {"slot": slot, "note": note}).mappings().one())
+
+
+class AsyncSqlalchemyDatabase:
+    """Awaitable SQLAlchemy Core calls on an asyncpg engine."""
+
+    kind = "async"
+
+    def __init__(self, settings: Settings, driver: str = "sqlalchemy-async") -> None:
+        self.config = ConnectionConfig.from_settings(settings, driver)
+        self._engine: AsyncEngine | None = None
+
+    async def start(self) -> None:
+        self._engine = create_async_engine(
+            with_driver(self.config.url, "postgresql+asyncpg"),
+            connect_args={
+                "timeout": self.config.connect_timeout,
+                "server_settings": {
+                    "statement_timeout": str(self.config.statement_timeout_ms),
+                    "application_name": self.config.application_name,
+                },
+            },
+            **_engine_kwargs(self.config),
+        )
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    def pool_info(self) -> dict[str, Any]:
+        return _pool_info(self.config, self._engine, "sqlalchemy AsyncAdaptedQueuePool (opened on demand)")
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        assert self._engine is not None, "driver not started"
+        try:
+            yield
+        except sqlalchemy.exc.TimeoutError as exc:
+            raise unavailable(self.config, exc, "pool_timeout") from exc
+        except (sqlalchemy.exc.DBAPIError, OSError) as exc:
+            if not _is_unavailable(exc):
+                raise
+            raise unavailable(self.config, exc) from exc
+
+    async def pg_sleep(self, seconds: float) -> float:
+        async with self._errors(), self._engine.connect() as connection:
+            await connection.execute(_PG_SLEEP, {"seconds": seconds})
+        return seconds
+
+    async def lookup(self, item_id: int) -> dict[str, Any] | None:
+        async with self._errors(), self._engine.connect() as connection:
+            row = (await connection.execute(_LOOKUP, {"item_id": item_id})).mappings().first()
+        return dict(row) if row else None
+
+    async def report(self, category: int) -> list[dict[str, Any]]:
+        async with self._errors(), self._engine.connect() as connection:
+            return [dict(row) for row in (await connection.execute(_REPORT, {"category": category})).mappings()]
+
+    async def write(self, slot: int, note: str) -> dict[str, Any]:
+        async with self._errors(), self._engine.begin() as connection:
+            return dict((await connection.execute(_WRITE, {"slot": slot, "note": note})).mappings().one())

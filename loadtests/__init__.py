@@ -1,0 +1,1 @@
+"""iobench load tests: drive the service with ApacheBench and collect results."""

@@ -1,0 +1,273 @@
+"""Run ApacheBench (``ab``) against the local service and parse its report."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "ALLOWED_HOSTS",
+    "AbError",
+    "AbMissingError",
+    "AbResult",
+    "build_ab_command",
+    "find_ab",
+    "parse_ab_output",
+    "run_ab",
+]
+
+#: Load tests must never hit anything but this machine.
+ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: ab.c refuses more (MAX_CONCURRENCY); failing here gives a clearer error.
+MAX_CONCURRENCY = 20000
+
+INSTALL_HINT = (
+    "ApacheBench (ab) not found. Install it: Debian/Ubuntu `sudo apt-get install -y apache2-utils`, "
+    "Fedora `dnf install httpd-tools`, macOS ships it (or `brew install httpd`), "
+    "or run the loadtest service of docker-compose.yml."
+)
+
+
+class AbMissingError(RuntimeError):
+    """The ``ab`` executable could not be found."""
+
+    def __init__(self, message: str = INSTALL_HINT) -> None:
+        super().__init__(message)
+
+
+class AbError(RuntimeError):
+    """ab ran but produced no parsable result."""
+
+
+def find_ab() -> str:
+    """Return the path of ``ab``; ``IOBENCH_AB`` (a path or a command name) overrides ``PATH``."""
+    override = os.environ.get("IOBENCH_AB")
+    if override:
+        found = shutil.which(override)
+        if found is None:
+            raise AbMissingError(f"IOBENCH_AB={override!r} is not an executable. {INSTALL_HINT}")
+        return found
+    found = shutil.which("ab")
+    if found is None:
+        raise AbMissingError()
+    return found
+
+
+@dataclass(frozen=True)
+class AbResult:
+    """One ab run. Times are milliseconds; ab's percentiles are whole milliseconds.
+
+    ``complete`` counts every finished request, failed or not: with ``-r`` even refused
+    connections end up in it. ``failed`` is ab's ``Failed requests``, which can count one
+    request twice (a reset is both a Receive and an Exception failure), so it may exceed
+    ``complete``. Values ab did not print (no successful timing, or a single request) are NaN.
+    """
+
+    complete: int
+    failed: int
+    non_2xx: int
+    failed_connect: int
+    failed_receive: int
+    failed_length: int
+    failed_exceptions: int
+    requests_per_second: float
+    total_seconds: float
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    concurrency: int
+    requests: int
+    keepalive: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON; NaN becomes None because JSON has no NaN."""
+        return {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in asdict(self).items()
+        }
+
+
+def _normalise_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"ab target must be an http:// or https:// URL, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        # ab's own URL parser does not understand userinfo; reject rather than guess what it targets.
+        raise ValueError(f"ab target must not contain credentials: {url!r}")
+    host = parts.hostname
+    if host not in ALLOWED_HOSTS:
+        allowed = ", ".join(sorted(ALLOWED_HOSTS))
+        raise ValueError(f"load tests may only target {allowed}; refusing host {host!r} in {url!r}")
+    port = parts.port  # raises ValueError for a malformed port
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    # ab rejects a URL without a path ("ab: invalid URL"), so the root must be spelled out.
+    path = parts.path or "/"
+    query = f"?{parts.query}" if parts.query else ""
+    # Rebuilt from the validated parts so ab cannot read a different host out of the original string.
+    return f"{parts.scheme}://{netloc}{path}{query}"
+
+
+def build_ab_command(
+    url: str,
+    requests: int,
+    concurrency: int,
+    *,
+    keepalive: bool = False,
+    timeout_s: float = 30,
+    ab_path: str = "ab",
+) -> list[str]:
+    """The argv for one ab run; raises ValueError for counts ab would reject or a non-local host."""
+    if requests < 1:
+        raise ValueError(f"requests must be >= 1, got {requests}")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
+    if requests < concurrency:
+        raise ValueError(
+            f"ab needs requests >= concurrency (got requests={requests}, concurrency={concurrency}): "
+            "raise requests or lower concurrency"
+        )
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    target = _normalise_url(url)
+    # ab reads -s with atoi(): "0.5" would become 0, so round up to whole seconds.
+    timeout = str(max(1, math.ceil(timeout_s)))
+    cmd = [
+        ab_path,
+        "-n", str(requests),
+        "-c", str(concurrency),
+        "-s", timeout,
+        "-l",  # JSON bodies vary in length; without -l ab counts that as Length failures
+        "-r",  # count socket receive errors instead of aborting the whole run
+        "-q",  # progress lines would otherwise fill the stderr we report on failure
+    ]  # fmt: skip
+    if keepalive:
+        cmd.append("-k")
+    cmd.append(target)
+    return cmd
+
+
+def _int(pattern: str, text: str) -> int | None:
+    match = re.search(pattern, text, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def _float(pattern: str, text: str) -> float:
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else math.nan
+
+
+def _percentiles(text: str) -> dict[int, float]:
+    head = text.find("Percentage of the requests served within a certain time")
+    if head < 0:
+        return {}
+    return {
+        int(pct): float(ms)
+        for pct, ms in re.findall(r"^\s*(\d+)%\s+(\d+)", text[head:], re.MULTILINE)
+    }
+
+
+def parse_ab_output(text: str, *, keepalive: bool = False, requests: int | None = None) -> AbResult:
+    """Parse ab's stdout; raises AbError when there is no ``Complete requests`` line.
+
+    ``requests`` is what was asked for (ab does not echo ``-n``); it defaults to ``complete``.
+    """
+    complete = _int(r"^Complete requests:\s+(\d+)", text)
+    if complete is None:
+        tail = "\n".join(text.strip().splitlines()[-5:])
+        raise AbError(f"ab output has no 'Complete requests' line; output ends with:\n{tail}")
+
+    breakdown = re.search(
+        r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", text
+    )
+    connect, receive, length, exceptions = (
+        (int(g) for g in breakdown.groups()) if breakdown else (0, 0, 0, 0)
+    )
+
+    pcts = _percentiles(text)
+    if not pcts and complete == 1:
+        # ab prints the table only when more than one request completed; for exactly one,
+        # every percentile is that request's time, the max of the Connection Times "Total:" row.
+        total_row = re.search(r"^Total:\s+([\d.\s]+)$", text, re.MULTILINE)
+        if total_row:
+            pcts = dict.fromkeys((50, 90, 99, 100), float(total_row.group(1).split()[-1]))
+
+    return AbResult(
+        complete=complete,
+        failed=_int(r"^Failed requests:\s+(\d+)", text) or 0,
+        non_2xx=_int(r"^Non-2xx responses:\s+(\d+)", text) or 0,
+        failed_connect=connect,
+        failed_receive=receive,
+        failed_length=length,
+        failed_exceptions=exceptions,
+        requests_per_second=_float(r"^Requests per second:\s+([\d.]+)", text),
+        total_seconds=_float(r"^Time taken for tests:\s+([\d.]+) seconds", text),
+        # Two "Time per request" lines: the first is per request as a client sees it, the
+        # second ("across all concurrent requests") is just 1000 / requests_per_second.
+        mean_ms=_float(r"^Time per request:\s+([\d.]+) \[ms\] \(mean\)$", text),
+        p50_ms=pcts.get(50, math.nan),
+        p90_ms=pcts.get(90, math.nan),
+        p99_ms=pcts.get(99, math.nan),
+        max_ms=pcts.get(100, math.nan),
+        concurrency=_int(r"^Concurrency Level:\s+(\d+)", text) or 0,
+        requests=complete if requests is None else requests,
+        # ab prints "Keep-Alive requests:" exactly when it ran with -k.
+        keepalive=keepalive or "Keep-Alive requests:" in text,
+    )
+
+
+def _tail(text: str, lines: int = 10) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:]) or "<empty>"
+
+
+def run_ab(
+    url: str,
+    requests: int,
+    concurrency: int,
+    *,
+    keepalive: bool = False,
+    timeout_s: float = 30,
+    time_limit_s: float | None = None,
+) -> AbResult:
+    """Run ab and parse its report; ab is killed (AbError) if it outlives ``time_limit_s``.
+
+    The default limit lets every round of ``concurrency`` requests take the full socket
+    timeout, plus 10 s: ab's ``-s`` only fires when *no* socket has activity, so a server
+    that trickles bytes could otherwise keep ab running indefinitely.
+    """
+    cmd = build_ab_command(
+        url, requests, concurrency, keepalive=keepalive, timeout_s=timeout_s, ab_path=find_ab()
+    )
+    if time_limit_s is None:
+        time_limit_s = math.ceil(requests / concurrency) * max(1, math.ceil(timeout_s)) + 10.0
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, errors="replace", timeout=time_limit_s, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        stderr = (
+            exc.stderr.decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else exc.stderr or ""
+        )
+        raise AbError(
+            f"ab exceeded the {time_limit_s:g}s wall-clock limit and was killed: {' '.join(cmd)}\n"
+            f"stderr: {_tail(stderr)}"
+        ) from None
+    try:
+        # A non-zero exit with a full report (e.g. after SIGINT) is still a result.
+        return parse_ab_output(proc.stdout, keepalive=keepalive, requests=requests)
+    except AbError:
+        raise AbError(
+            f"ab exited with code {proc.returncode} without a report: {' '.join(cmd)}\n"
+            f"stderr: {_tail(proc.stderr)}"
+        ) from None

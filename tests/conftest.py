@@ -1,0 +1,102 @@
+"""Fixtures: a throwaway database on a real Postgres, the app in-process, the app as a real server.
+
+The server is ``IOBENCH_TEST_SERVER_URL`` or the Postgres on 127.0.0.1:5432; where neither
+answers, an embedded Postgres is started for the session. Each session creates its own
+database and drops it at the end: no test relies on state left by another run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+
+from app.main import create_app
+from app.settings import LOCAL_SERVER_URL, Settings
+from db.bootstrap import answers, prepare
+from db.embedded import EmbeddedPostgres
+from db.url import with_database
+from loadtests.server import ServiceProcess
+
+TEST_SEED = {"seed_rows": 2_000, "customers": 50, "categories": 5, "write_slots": 100}
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a Postgres server's maintenance database."""
+    url = os.environ.get("IOBENCH_TEST_SERVER_URL", LOCAL_SERVER_URL)
+    if answers(url):
+        yield url
+        return
+    with EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg")) as server:
+        yield server.url
+
+
+def create_test_database(server_url: str) -> str:
+    name = f"iobench_test_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def drop_test_database(server_url: str, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def empty_database_factory(pg_server: str) -> Iterator[object]:
+    """Call it to get the URL of a new empty database; all are dropped at the end of the session."""
+    created: list[str] = []
+
+    def make() -> str:
+        created.append(create_test_database(pg_server))
+        return created[-1]
+
+    yield make
+    for url in created:
+        drop_test_database(pg_server, url)
+
+
+@pytest.fixture(scope="session")
+def settings(empty_database_factory, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings of a migrated, seeded test database with small pools and a small data set."""
+    settings = Settings(
+        database_url=empty_database_factory(),
+        data_dir=tmp_path_factory.mktemp("data"),
+        pool_min=1,
+        pool_max=5,
+        acquire_timeout=5,
+        default_wait_seconds=0.01,
+        port=0,
+        **TEST_SEED,
+    )
+    prepare(settings.database_url, settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app in-process, lifespan and pools included."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The app as a real uvicorn process on a free port."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with ServiceProcess(settings, log) as server:
+        yield server
+
+
+def pytest_report_header() -> str:
+    return f"iobench test server: {os.environ.get('IOBENCH_TEST_SERVER_URL', LOCAL_SERVER_URL)} (embedded if it does not answer)"
+
+

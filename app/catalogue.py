@@ -241,3 +241,13 @@ def select(
         and (styles is None or str(scenario.style) in styles)
         and (drivers is None or any(driver.name in drivers for driver in scenario.drivers))
     ]
+
+
+def markdown_table() -> str:
+    """The catalogue as the README's scenario table (tests keep the two equal)."""
+    lines = ["| scenario | path | style | driver | article case |", "|---|---|---|---|---|"]
+    for scenario in SCENARIOS:
+        driver = scenario.driver.name if scenario.twin is None else f"{scenario.driver.name} + {scenario.twin.name}"
+        case = str(scenario.article_case or "")
+        lines.append(f"| `{scenario.id}` | `{scenario.path}` | {scenario.style} | {driver} | {case} |")
+    return "\n".join(lines)

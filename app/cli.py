@@ -80,5 +80,13 @@ def serve(
         database.close()
 
 
+@cli.command()
+def scenarios() -> None:
+    """Print the scenario catalogue as a Markdown table."""
+    from app.catalogue import markdown_table
+
+    typer.echo(markdown_table())
+
+
 def main() -> None:
     cli()

@@ -20,7 +20,7 @@ from loadtests.ab import AbMissingError, find_ab, normalise_target
 from loadtests.environment import environment
 from loadtests.findings import FINDINGS, evaluate_all, required_failures
 from loadtests.profiles import PROFILES, Profile, cases_for, narrow
-from loadtests.results import RunFolder, default_run_dir, read_run
+from loadtests.results import RESULTS, RunFolder, default_run_dir, read_run
 from loadtests.runner import Harness, Job, ServiceDied, server_settings
 from loadtests.server import ServerError
 
@@ -107,7 +107,7 @@ Exit status: 0 when every required finding holds, 1 when one fails or cannot be 
 """)
 def main_command(
     profile_name: Annotated[str, typer.Option("--profile", "-p", help="quick (< 1 min, a few key cases), default (the whole catalogue, a few minutes) or article (3 s waits, -n 200 -c 100: about 45 minutes).")] = "default",
-    target: Annotated[Optional[str], typer.Option(help="URL of a running service to measure (127.0.0.1/localhost only) instead of starting one.")] = None,
+    target: Annotated[Optional[str], typer.Option(envvar="IOBENCH_TARGET", help="URL of a running service to measure (127.0.0.1/localhost only) instead of starting one.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/UTC-STAMP-PROFILE.")] = None,
     workload: Annotated[Optional[list[str]], typer.Option(help="Only this workload (repeatable): " + ", ".join(w.name for w in WORKLOADS if w.name != "hello") + ".")] = None,
     style: Annotated[Optional[list[str]], typer.Option(help="Only this route style (repeatable): " + ", ".join(map(str, Style)) + ".")] = None,
@@ -135,6 +135,8 @@ def main_command(
         raise fail(f"--seconds must be between 0 and 60, got {seconds}")
     if compare is not None and not compare.exists():
         raise fail(f"--compare: no run folder at {compare}")
+    if out is not None and (out / RESULTS).exists():
+        raise fail(f"--out {out} already holds a run; choose a new folder (runs are never mixed)")
     profile = dataclasses.replace(
         PROFILES[profile_name],
         **{key: value for key, value in (("seconds", seconds), ("concurrency", concurrency),

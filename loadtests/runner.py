@@ -122,12 +122,25 @@ class Harness:
     def serve(self, group: str) -> Iterator[Served]:
         if self.target:
             config = fetch_config(self.target)
+            self._warn_if_shaped_differently(config)
             yield Served(self.target, None, config, self.folder.add_server(config))
             return
         process = ServiceProcess(self.settings, self.folder.log_path(group))
         with process:
             config = fetch_config(process.url)
             yield Served(process.url, process.pid, config, self.folder.add_server(config), process)
+
+    def _warn_if_shaped_differently(self, config: dict[str, Any]) -> None:
+        """A running target keeps its own threadpool and pools; the model uses them, but the
+        profile's findings assume its own shape, so say when they differ."""
+        shape = ServerShape.from_config(config)
+        pools = set(shape.pool_max.values())
+        if shape.threadpool_tokens != self.profile.threadpool_tokens or pools != {self.profile.pool_max}:
+            self.console.print(
+                f"[yellow]note:[/yellow] the target runs {shape.threadpool_tokens} threadpool tokens and pools of "
+                f"{', '.join(map(str, sorted(pools)))}; profile {self.profile.name} assumes {self.profile.threadpool_tokens} "
+                f"and {self.profile.pool_max}. Predictions use the target's; findings may judge a different setup."
+            )
 
     def run(self) -> None:
         """Measure every job; raises ServiceDied, ServerError or KeyboardInterrupt, keeping what was recorded."""

@@ -11,24 +11,30 @@ import re
 from dataclasses import dataclass, field
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+# SQLAlchemy's text() does not see ``:name::type`` as a parameter (a name followed by a colon
+# is not one to it); ``:name\:\:type`` is, and it unescapes ``\:`` back to ``:``.
+_PARAM_CAST = re.compile(r"((?<![:\w]):[A-Za-z_]\w*)::")
 
 
 @dataclass(frozen=True)
 class Query:
-    """One statement in the three placeholder styles the drivers use."""
+    """One statement in the placeholder styles the drivers use (``sqlalchemy``: ready for ``text()``)."""
 
     named: str
     params: tuple[str, ...] = field(init=False)
     pyformat: str = field(init=False)
     numeric: str = field(init=False)
+    sqlalchemy: str = field(init=False)
 
     def __post_init__(self) -> None:
         names = tuple(dict.fromkeys(_PARAM.findall(self.named)))
         object.__setattr__(self, "params", names)
-        object.__setattr__(self, "pyformat", _PARAM.sub(r"%(\1)s", self.named))
+        # psycopg reads every % as a placeholder: a literal one (modulo, LIKE 'a%') must be doubled.
+        object.__setattr__(self, "pyformat", _PARAM.sub(r"%(\1)s", self.named.replace("%", "%%")))
         object.__setattr__(
             self, "numeric", _PARAM.sub(lambda m: f"${names.index(m.group(1)) + 1}", self.named)
         )
+        object.__setattr__(self, "sqlalchemy", _PARAM_CAST.sub(r"\1\\:\\:", self.named))
 
     def positional(self, values: dict[str, object]) -> list[object]:
         """Values in ``$n`` order, for asyncpg."""

@@ -16,11 +16,70 @@ from db import queries
 from db.drivers.base import ConnectionConfig, unavailable
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+#: How long a request still waits on the pool once its last connection attempt failed: long
+#: enough to ask the pool to grow (its retry is how it recovers), short enough to answer 503 at once.
+_DOWN_WAIT = 0.1
 
 
-def _pool_kwargs(config: ConnectionConfig) -> dict[str, Any]:
+class _LastConnect:
+    """The outcome of the pool's latest connection attempt.
+
+    psycopg_pool connects in background workers and keeps their errors to itself: with the
+    database down, a request would wait the whole acquire_timeout and then read "pool_timeout".
+    Recording each attempt (through the public ``connection_class`` hook) lets a request say
+    "database_unavailable", with libpq's message, as soon as the other drivers do.
+    """
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+
+    def connection_class(self, base: type[Any]) -> type[Any]:
+        last = self
+        if issubclass(base, psycopg.AsyncConnection):
+
+            class AsyncTracked(base):  # type: ignore[misc, valid-type]
+                @classmethod
+                async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                    try:
+                        connection = await super().connect(*args, **kwargs)
+                    except Exception as exc:
+                        last.error = exc
+                        raise
+                    last.error = None
+                    return connection
+
+            return AsyncTracked
+
+        class Tracked(base):  # type: ignore[misc, valid-type]
+            @classmethod
+            def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    connection = super().connect(*args, **kwargs)
+                except Exception as exc:
+                    last.error = exc
+                    raise
+                last.error = None
+                return connection
+
+        return Tracked
+
+    def wait(self, config: ConnectionConfig, pool: ConnectionPool | AsyncConnectionPool) -> float:
+        """How long to wait for a connection: briefly while the database is failing and none is idle."""
+        if self.error is not None and not pool.get_stats().get("pool_available", 0):
+            return min(_DOWN_WAIT, config.acquire_timeout)
+        return config.acquire_timeout
+
+    def timeout_error(self, config: ConnectionConfig, exc: PoolTimeout) -> Exception:
+        """The 503 for a pool timeout: the connect error if the database is failing, else pool_timeout."""
+        if self.error is not None:
+            return unavailable(config, self.error)
+        return unavailable(config, exc, "pool_timeout")
+
+
+def _pool_kwargs(config: ConnectionConfig, last_connect: _LastConnect, base: type[Any]) -> dict[str, Any]:
     return {
         "conninfo": config.url,
+        "connection_class": last_connect.connection_class(base),
         "min_size": min(config.pool.min, config.pool.max),
         "max_size": config.pool.max,
         "timeout": config.acquire_timeout,
@@ -52,11 +111,12 @@ class Psycopg3Database:
     def __init__(self, settings: Settings, driver: str = "psycopg3-sync") -> None:
         self.config = ConnectionConfig.from_settings(settings, driver)
         self._pool: ConnectionPool | None = None
+        self._last_connect = _LastConnect()
 
     async def start(self) -> None:
         # open(wait=False) fills the pool in the background, so a database that is down at
         # start-up does not stop the service: requests answer 503 until it is back.
-        self._pool = ConnectionPool(**_pool_kwargs(self.config))
+        self._pool = ConnectionPool(**_pool_kwargs(self.config, self._last_connect, psycopg.Connection))
         await anyio.to_thread.run_sync(lambda: self._pool.open(wait=False))
 
     async def stop(self) -> None:
@@ -71,10 +131,10 @@ class Psycopg3Database:
     def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         assert self._pool is not None, "driver not started"
         try:
-            with self._pool.connection() as connection:
+            with self._pool.connection(self._last_connect.wait(self.config, self._pool)) as connection:
                 yield connection
         except PoolTimeout as exc:
-            raise unavailable(self.config, exc, "pool_timeout") from exc
+            raise self._last_connect.timeout_error(self.config, exc) from exc
         except _CONNECTION_ERRORS as exc:
             raise unavailable(self.config, exc) from exc
 
@@ -106,9 +166,10 @@ class AsyncPsycopg3Database:
     def __init__(self, settings: Settings, driver: str = "psycopg3-async") -> None:
         self.config = ConnectionConfig.from_settings(settings, driver)
         self._pool: AsyncConnectionPool | None = None
+        self._last_connect = _LastConnect()
 
     async def start(self) -> None:
-        self._pool = AsyncConnectionPool(**_pool_kwargs(self.config))
+        self._pool = AsyncConnectionPool(**_pool_kwargs(self.config, self._last_connect, psycopg.AsyncConnection))
         await self._pool.open(wait=False)
 
     async def stop(self) -> None:
@@ -123,10 +184,10 @@ class AsyncPsycopg3Database:
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
         assert self._pool is not None, "driver not started"
         try:
-            async with self._pool.connection() as connection:
+            async with self._pool.connection(self._last_connect.wait(self.config, self._pool)) as connection:
                 yield connection
         except PoolTimeout as exc:
-            raise unavailable(self.config, exc, "pool_timeout") from exc
+            raise self._last_connect.timeout_error(self.config, exc) from exc
         except _CONNECTION_ERRORS as exc:
             raise unavailable(self.config, exc) from exc
 

@@ -20,10 +20,10 @@ from db import queries
 from db.drivers.base import QUERY_CANCELED, ConnectionConfig, sqlstate, unavailable
 from db.url import with_driver
 
-_PG_SLEEP = text(queries.PG_SLEEP.named)
-_LOOKUP = text(queries.LOOKUP.named)
-_REPORT = text(queries.REPORT.named)
-_WRITE = text(queries.WRITE.named)
+_PG_SLEEP = text(queries.PG_SLEEP.sqlalchemy)
+_LOOKUP = text(queries.LOOKUP.sqlalchemy)
+_REPORT = text(queries.REPORT.sqlalchemy)
+_WRITE = text(queries.WRITE.sqlalchemy)
 # Lost or refused connections; statement_timeout arrives as OperationalError (psycopg2) or as
 # a DBAPIError carrying SQLSTATE 57014 (asyncpg), which unavailable() recognises.
 _CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from app.catalogue import DRIVERS, SCENARIOS, SCENARIOS_BY_ID, WORKLOADS, Style
@@ -21,7 +22,7 @@ from loadtests.environment import environment
 from loadtests.findings import FINDINGS, evaluate_all, required_failures
 from loadtests.profiles import PROFILES, Profile, cases_for, narrow
 from loadtests.results import RESULTS, RunFolder, default_run_dir, read_run
-from loadtests.runner import Harness, Job, ServiceDied, server_settings
+from loadtests.runner import Harness, Job, ServiceDied, finding_jobs, server_settings
 from loadtests.server import ServerError
 
 EXIT_FINDING_FAILED = 1
@@ -72,10 +73,10 @@ def _check_target(target: str) -> str:
 
 
 def _list(jobs: list[Job]) -> None:
-    table = Table("case", "style", "driver", "c", "sweep", title=f"{len(jobs)} measurements")
+    table = Table("case", "style", "driver", "c", "why", title=f"{len(jobs)} measurements")
     for job in jobs:
-        table.add_row(job.case.key, str(job.case.scenario.style), job.case.scenario.driver.name, str(job.concurrency),
-                      "yes" if job.sweep else "")
+        why = "sweep" if job.sweep else f"for {job.for_finding}" if job.for_finding else ""
+        table.add_row(escape(job.case.key), str(job.case.scenario.style), job.case.scenario.driver.name, str(job.concurrency), why)
     console.print(table)
 
 
@@ -155,6 +156,7 @@ def main_command(
     if not selected:
         raise fail("no scenario matches these filters; see --list")
     jobs = [Job(case, profile.concurrency) for case in profile.cases(selected)]
+    jobs += finding_jobs(jobs)
     if sweep:
         sweep_ids = set(chosen or profile.sweep_ids)
         for swept in (s for s in selected if s.id in sweep_ids):

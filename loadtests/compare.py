@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loadtests.findings import FINDINGS, Finding, Status, evaluate_all
-from loadtests.results import RESULTS, read_run
+from loadtests.results import RESULTS, is_main, read_run
 
 RowStatus = Literal["regression", "improvement", "same", "new", "gone"]
 
@@ -87,7 +87,7 @@ class ComparisonResult:
 
 
 def _main(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {record["case"]: record for record in records if not record.get("sweep")}
+    return {record["case"]: record for record in records if is_main(record)}
 
 
 def _rps(record: dict[str, Any] | None) -> float | None:

@@ -21,6 +21,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
+from loadtests.results import is_main  # noqa: E402
+
 #: The catalogue's workloads, in the order reports present them.
 WORKLOAD_ORDER = ("wait", "pg_sleep", "lookup", "report", "write", "file", "hello")
 STYLE_ORDER = ("sync", "async-blocking", "async", "threadpool", "threadpool-only")
@@ -44,10 +46,10 @@ SWEEP_P99 = "sweep-p99.png"
 
 
 def main_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last main (non-sweep) measurement of each case, in measurement order."""
+    """The last main measurement (``results.is_main``) of each case, in measurement order."""
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
-        if not record.get("sweep"):
+        if is_main(record):
             latest.pop(record["case"], None)
             latest[record["case"]] = record
     return list(latest.values())

@@ -37,7 +37,7 @@ WAIT_CASES = {number: case for case, number in ARTICLE_CASES.items()}
 
 PLOT_CAPTIONS = {
     THROUGHPUT: "Throughput per case (bars measured, diamonds predicted), grouped by workload",
-    PING: "/ping p90 latency while each case ran: a long bar means the event loop was frozen",
+    PING: "/ping p90 latency while each case ran: a long bar means the event loop was frozen (or the CPU saturated)",
     SWEEP_THROUGHPUT: "Throughput vs concurrency for the swept cases, with the threadpool and pool sizes",
     SWEEP_P99: "p99 latency vs concurrency for the swept cases",
 }
@@ -242,7 +242,7 @@ def header_section(run: dict[str, Any], records: list[dict[str, Any]], verdicts:
 def _value_text(value: float | None, metric: str) -> str:
     if _missing(value):
         return "no result"
-    return f"{fmt_rps(value)} rps" if metric == "rps" else f"{fmt_ms(value)} ms /ping p90"
+    return f"{fmt_rps(value)} rps" if metric == "rps" else f"{fmt_ms(value)} ms median /ping"
 
 
 def _case_facts(record: dict[str, Any] | None) -> str:
@@ -359,6 +359,27 @@ def article_section(run: dict[str, Any], records: list[dict[str, Any]]) -> list[
     ]
 
 
+SCENARIO_HEADER = ["Case", "Style", "Driver", "c", "n", "rps", "predicted rps", "bound", "efficiency", "mean ms", "p50 ms",
+                   "p99 ms", "/ping p50 / p90 ms", "failures", "note"]
+SCENARIO_ALIGN = "lllrrrrlrrrrrrl"
+
+
+def _ping_cell(record: dict[str, Any]) -> str:
+    ping = record.get("ping") or {}
+    return f"{fmt_ms(ping.get('p50_ms'))} / {fmt_ms(ping.get('p90_ms'))}"
+
+
+def _scenario_row(record: dict[str, Any]) -> list[Any]:
+    result, predicted = ab(record), model(record)
+    return [
+        f"`{record['case']}`", record.get("style") or "-", driver_label(record), record.get("concurrency") or "-",
+        result.get("requests") or record.get("requests") or "-", fmt_rps(rps(record)), fmt_rps(predicted.get("rps")),
+        predicted.get("bound") or "-", fmt_pct(record.get("efficiency")), fmt_ms(result.get("mean_ms")),
+        fmt_ms(result.get("p50_ms")), fmt_ms(result.get("p99_ms")), _ping_cell(record),
+        "-" if failures(record) is None else failures(record), note(record),
+    ]
+
+
 def scenarios_section(records: list[dict[str, Any]]) -> list[str]:
     main = main_records(records)
     lines = ["## All scenarios", ""]
@@ -368,22 +389,15 @@ def scenarios_section(records: list[dict[str, Any]]) -> list[str]:
               "limits the case; *efficiency* is measured / predicted throughput; *failures* counts ab's failed and "
               "non-2xx responses. Notes explain efficiencies below 50% or above 150%, and errors.", ""]
     descriptions = {workload.name: workload.description for workload in WORKLOADS}
-    header = ["Case", "Style", "Driver", "c", "n", "rps", "predicted rps", "bound", "efficiency", "mean ms", "p50 ms",
-              "p99 ms", "/ping p90 ms", "failures", "note"]
     for workload, group in ordered_by_workload(main):
         group = sorted(group, key=lambda r: (style_rank(r.get("style")), -(rps(r) or 0.0), r["case"]))
-        rows = []
-        for record in group:
-            result, predicted = ab(record), model(record)
-            rows.append([
-                f"`{record['case']}`", record.get("style") or "-", driver_label(record), record.get("concurrency") or "-",
-                result.get("requests") or record.get("requests") or "-", fmt_rps(rps(record)), fmt_rps(predicted.get("rps")),
-                predicted.get("bound") or "-", fmt_pct(record.get("efficiency")), fmt_ms(result.get("mean_ms")),
-                fmt_ms(result.get("p50_ms")), fmt_ms(result.get("p99_ms")), fmt_ms((record.get("ping") or {}).get("p90_ms")),
-                "-" if failures(record) is None else failures(record), note(record),
-            ])
         title = f"### {workload}" + (f": {descriptions[workload]}" if workload in descriptions else "")
-        lines += [title, "", *table(header, rows, "lllrrrrlrrrrrrl"), ""]
+        lines += [title, "", *table(SCENARIO_HEADER, [_scenario_row(r) for r in group], SCENARIO_ALIGN), ""]
+    extras = [record for record in records if record.get("for_finding")]
+    if extras:
+        lines += ["### Extra measurements for findings", "",
+                  "Cases some findings judge at their own concurrency (see the finding's claim).", "",
+                  *table(SCENARIO_HEADER, [_scenario_row(r) for r in extras], SCENARIO_ALIGN), ""]
     return lines
 
 
@@ -481,8 +495,9 @@ HOW_TO_READ = [
     "- **Efficiency** = measured / predicted throughput: near 100% means the model explains the case; far below means "
     "something it does not count binds (CPU, the GIL, Postgres or ab sharing the cores, errors); far above means W "
     "overstated how long the resource is held.",
-    "- **/ping p90**: a side client calls `/ping` every 100 ms during each case; when it waits as long as a blocking "
-    "step, the event loop was frozen and every request on that worker waited with it.",
+    "- **/ping p50 / p90**: a side client calls `/ping` every 50 ms during each case; when it waits as long as a blocking "
+    "step, the event loop was frozen and every request on that worker waited with it. When the server's CPU is saturated, "
+    "/ping queues for the CPU whatever the route style: compare cases at a load the server can carry.",
     "",
 ]
 

@@ -10,13 +10,15 @@ Layout of ``runs/<stamp>-<profile>/``:
 - ``server-*.log``: the service's own output, one file per server started.
 
 A measurement record (``results.jsonl`` line) holds: ``case`` (key, e.g. ``file/sync/open[large.bin]``),
-``scenario``, ``workload``, ``style``, ``driver``, ``twin``, ``query``, ``sweep`` (bool),
+the scenario's fields (``Scenario.to_dict()``: ``id``, ``workload``, ``style``, ``driver``, ``twin``,
+``kind``, ``path``, ``parameters``, ``pooled``, ``article_case``, ``demonstrates``), ``query`` (dict), ``sweep`` (bool),
 ``concurrency``, ``requests``, ``keepalive``, ``server`` (index into run.json's servers),
 ``threadpool_tokens``, ``uncontended_ms`` (W, one client), ``cpu_ms_per_request`` (or null),
 ``ab`` (AbResult.to_dict() or null), ``model`` (Prediction.to_dict()), ``efficiency``
 (measured / predicted rps or null), ``ping`` (side-client latency summary during the run:
 ``count``, ``errors``, ``p50_ms``, ``p90_ms``, ``p99_ms``, ``max_ms``), ``cpu_utilisation``
-(server CPU seconds / wall seconds during the run, or null), ``started`` (ISO time),
+(server CPU seconds / wall seconds during the run, or null), ``for_finding`` (null, or the id
+of the finding that asked for this extra measurement at its own concurrency), ``started`` (ISO time),
 ``duration_s``, and ``error`` (null, or what went wrong for this case).
 """
 
@@ -33,9 +35,18 @@ RUN = "run.json"
 REPORT = "report.md"
 
 
+def is_main(record: dict[str, Any]) -> bool:
+    """A measurement at the profile's concurrency (not a sweep point, not a finding's extra)."""
+    return not record.get("sweep") and not record.get("for_finding")
+
+
 def default_run_dir(profile: str, root: Path = Path("runs")) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return root / f"{stamp}-{profile}"
+    path, n = root / f"{stamp}-{profile}", 1
+    while path.exists():  # two runs started in the same second must not share a folder
+        n += 1
+        path = root / f"{stamp}-{profile}-{n}"
+    return path
 
 
 class RunFolder:

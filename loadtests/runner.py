@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from app.settings import Settings
 from loadtests.ab import AbError, run_ab
 from loadtests.environment import cpu_seconds
+from loadtests.findings import FINDINGS, Finding
 from loadtests.model import Prediction, ServerShape, efficiency, predict
 from loadtests.probe import PingProbe, Uncontended, measure_uncontended
 from loadtests.profiles import Case, Profile
@@ -40,6 +41,7 @@ class Job:
     case: Case
     concurrency: int
     sweep: bool = False
+    for_finding: str | None = None
 
     @property
     def group(self) -> str:
@@ -57,7 +59,7 @@ class Served:
     config: dict[str, Any]
     index: int
     process: ServiceProcess | None = None
-    uncontended: dict[str, tuple[Uncontended, float | None]] = field(default_factory=dict)
+    uncontended: dict[str, Uncontended] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -67,6 +69,20 @@ class Served:
             return httpx.get(f"{self.url}/ping", timeout=5).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def finding_jobs(jobs: list[Job], findings: tuple[Finding, ...] = FINDINGS) -> list[Job]:
+    """Extra measurements the findings ask for at their own concurrency, for cases already planned."""
+    planned = {(job.case.key, job.concurrency) for job in jobs}
+    cases = {job.case.key: job.case for job in jobs if not job.sweep}
+    extra = []
+    for finding in findings:
+        if finding.concurrency and finding.numerator in cases and finding.denominator in cases:
+            for key in (finding.numerator, finding.denominator):
+                if (key, finding.concurrency) not in planned:
+                    planned.add((key, finding.concurrency))
+                    extra.append(Job(cases[key], finding.concurrency, for_finding=finding.id))
+    return extra
 
 
 def server_settings(base: Settings, profile: Profile) -> Settings:
@@ -163,22 +179,19 @@ class Harness:
                             log = tail(served.process.log_path) if served.process else "(not ours: no log)"
                             raise ServiceDied(f"the service stopped answering during {job.case.key}; its log ends:\n{log}")
 
-    def _uncontended(self, job: Job, served: Served, url: str) -> tuple[Uncontended, float | None]:
-        """W and CPU seconds per request, measured once per case and server."""
+    def _uncontended(self, job: Job, served: Served, url: str) -> Uncontended:
+        """W, measured once per case and server (sweeps reuse it)."""
         key = job.case.key
         if key not in served.uncontended:
-            cpu_before = cpu_seconds(served.pid) if served.pid else None
-            single = measure_uncontended(url, keepalive=self.keepalive)
-            cpu_after = cpu_seconds(served.pid) if served.pid else None
-            cpu = (cpu_after - cpu_before) / single.requests if cpu_before is not None and cpu_after is not None else None
-            served.uncontended[key] = (single, cpu or None)
+            served.uncontended[key] = measure_uncontended(url, keepalive=self.keepalive)
         return served.uncontended[key]
 
     def measure(self, job: Job, served: Served) -> dict[str, Any]:
         shape = ServerShape.from_config(served.config)
         url = served.url + job.case.path()
         record: dict[str, Any] = {
-            **job.case.to_dict(), "sweep": job.sweep, "concurrency": job.concurrency, "keepalive": self.keepalive,
+            **job.case.to_dict(), "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
+            "keepalive": self.keepalive,
             "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "requests": None, "uncontended_ms": None, "cpu_ms_per_request": None, "ab": None, "model": None,
@@ -186,14 +199,13 @@ class Harness:
         }
         started = time.monotonic()
         try:
-            single, cpu_per_request = self._uncontended(job, served, url)
+            single = self._uncontended(job, served, url)
             if single.status != 200:
                 record["error"] = f"answered {single.status} to a single client: {single.body[:200]}"
                 return record
-            prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape, cpu_per_request)
+            prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape)
             requests = requests_for(self.profile, prediction, job.concurrency, self.requests)
-            record.update(requests=requests, uncontended_ms=single.latency_s * 1000, model=prediction.to_dict(),
-                          cpu_ms_per_request=cpu_per_request * 1000 if cpu_per_request else None)
+            record.update(requests=requests, uncontended_ms=single.latency_s * 1000, model=prediction.to_dict())
             self._warm_up(url, prediction, job.concurrency)
             # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
             expected_s = requests / prediction.rps
@@ -206,8 +218,10 @@ class Harness:
             cpu_after = cpu_seconds(served.pid) if served.pid else None
             record.update(ab=result.to_dict(), ping=probe.summary(),
                           efficiency=efficiency(result.requests_per_second, prediction))
-            if cpu_before is not None and cpu_after is not None:
+            if cpu_before is not None and cpu_after is not None and result.complete:
+                # The utilisation law: a server at ~100% of a core per worker is CPU-bound, whatever Little says.
                 record["cpu_utilisation"] = (cpu_after - cpu_before) / wall
+                record["cpu_ms_per_request"] = (cpu_after - cpu_before) * 1000 / result.complete
         except (AbError, httpx.HTTPError) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
         finally:

@@ -192,13 +192,7 @@ def plot_throughput(path: Path, records: list[dict[str, Any]]) -> Path | None:
         else:
             _mark_missing(ax, y, "error: no result" if record.get("error") else "no result")
     values = [v for r in rows for v in (rps(r), predicted_rps(r)) if v]
-    ax.set_xscale("log")
-    ax.set_xlim(min(values) / 2, max(values) * 4)
-    ax.set_yticks(ys, [r["case"] for r in rows], fontsize=8)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.grid(axis="x", which="major", alpha=0.35)
-    ax.grid(axis="x", which="minor", alpha=0.12)
-    _decorate_groups(ax, spans)
+    _log_bar_axes(ax, rows, values, spans)
     ax.set_xlabel("requests per second (log scale)")
     concurrencies = sorted({r["concurrency"] for r in rows if r.get("concurrency")})
     at = f" at c = {', '.join(map(str, concurrencies))}" if concurrencies else ""
@@ -207,6 +201,17 @@ def plot_throughput(path: Path, records: list[dict[str, Any]]) -> Path | None:
         Line2D([], [], marker="D", color="black", markerfacecolor="white", linestyle="none", label="predicted")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+def _log_bar_axes(ax: Any, rows: list[dict[str, Any]], values: list[float], spans: Any) -> None:
+    """The shared frame of the per-case bar charts: log x axis, one labelled row per case, workload bands."""
+    ax.set_xscale("log")
+    ax.set_xlim(min(values) / 2, max(values) * 4)
+    ax.set_yticks(range(len(rows)), [r["case"] for r in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.grid(axis="x", which="major", alpha=0.35)
+    ax.grid(axis="x", which="minor", alpha=0.12)
+    _decorate_groups(ax, spans)
 
 
 def plot_ping(path: Path, records: list[dict[str, Any]]) -> Path | None:
@@ -234,13 +239,7 @@ def plot_ping(path: Path, records: list[dict[str, Any]]) -> Path | None:
         if w:
             ax.plot(w, y, marker="|", markersize=11, markeredgewidth=1.6, color="#333333", linestyle="none", zorder=3)
             values.append(w)
-    ax.set_xscale("log")
-    ax.set_xlim(min(values) / 2, max(values) * 4)
-    ax.set_yticks(ys, [r["case"] for r in rows], fontsize=8)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.grid(axis="x", which="major", alpha=0.35)
-    ax.grid(axis="x", which="minor", alpha=0.12)
-    _decorate_groups(ax, spans)
+    _log_bar_axes(ax, rows, values, spans)
     ax.set_xlabel("/ping p90 latency during the case, ms (log scale)")
     ax.set_title("Does the case freeze the event loop? /ping p90 while it runs (long bar = frozen loop)")
     handles = _style_legend({r.get("style") or "" for r in rows}) + [

@@ -54,7 +54,8 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def fmt_rps(value: float | None) -> str:
+def fmt_quantity(value: float | None) -> str:
+    """Three significant figures or so, thousands separated: requests per second and milliseconds alike."""
     if _missing(value):
         return "-"
     assert value is not None
@@ -63,13 +64,7 @@ def fmt_rps(value: float | None) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def fmt_ms(value: float | None) -> str:
-    if _missing(value):
-        return "-"
-    assert value is not None
-    if value >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+fmt_rps = fmt_ms = fmt_quantity
 
 
 def fmt_ratio(value: float | None) -> str:

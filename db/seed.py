@@ -14,6 +14,8 @@ from app.settings import Settings
 from db.url import with_driver
 
 REGIONS = ("central", "east", "north", "south", "west")
+#: Bumped whenever the formulas below change, so existing databases are seeded again.
+SEED_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class SeedShape:
     rows: int
     customers: int
     categories: int
+    version: int = SEED_VERSION
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SeedShape:
@@ -31,7 +34,8 @@ _SEED = (
     text("TRUNCATE items, customers, writes, seed_info"),
     text(
         "INSERT INTO customers (id, name, region)"
-        " SELECT g, 'customer-' || g, (CAST(:regions AS text[]))[1 + g % :region_count]"
+        # (g / 5): every category of items then spans every region, so the report groups for real.
+        " SELECT g, 'customer-' || g, (CAST(:regions AS text[]))[1 + (g / 5) % :region_count]"
         " FROM generate_series(1, :customers) AS g"
     ),
     # Multiplying by primes spreads customers and amounts without any random generator.
@@ -42,7 +46,10 @@ _SEED = (
         "        timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute', md5(g::text)"
         " FROM generate_series(1, :rows) AS g"
     ),
-    text("INSERT INTO seed_info (id, rows, customers, categories) VALUES (1, :rows, :customers, :categories)"),
+    text(
+        "INSERT INTO seed_info (id, rows, customers, categories, version)"
+        " VALUES (1, :rows, :customers, :categories, :version)"
+    ),
 )
 
 
@@ -55,7 +62,7 @@ def seeded_shape(url: str) -> SeedShape | None:
     engine = _engine(url)
     try:
         with engine.connect() as connection:
-            row = connection.execute(text("SELECT rows, customers, categories FROM seed_info")).first()
+            row = connection.execute(text("SELECT rows, customers, categories, version FROM seed_info")).first()
     finally:
         engine.dispose()
     return SeedShape(*row) if row else None
@@ -64,7 +71,7 @@ def seeded_shape(url: str) -> SeedShape | None:
 def seed(url: str, shape: SeedShape) -> None:
     """Replace the tables' contents with the deterministic data set of ``shape``."""
     values = {
-        "rows": shape.rows, "customers": shape.customers, "categories": shape.categories,
+        "rows": shape.rows, "customers": shape.customers, "categories": shape.categories, "version": shape.version,
         "regions": list(REGIONS), "region_count": len(REGIONS),
     }
     engine = _engine(url)

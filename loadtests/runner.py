@@ -103,11 +103,11 @@ def fetch_config(url: str) -> dict[str, Any]:
     return response.json()
 
 
-def requests_for(profile: Profile, prediction: Prediction, concurrency: int, override: int | None) -> int:
-    """Enough requests to last about ``measure_seconds`` at the predicted rate, never fewer than c."""
+def requests_for(profile: Profile, rate: float, concurrency: int, override: int | None) -> int:
+    """Enough requests to last about ``measure_seconds`` at ``rate`` (the warm-up's), never fewer than c."""
     if override or profile.fixed_requests:
         return max(override or profile.fixed_requests or 0, concurrency)
-    sized = round(prediction.rps * profile.measure_seconds)
+    sized = round(rate * profile.measure_seconds)
     return max(concurrency, profile.min_requests, min(sized, profile.max_requests))
 
 
@@ -176,7 +176,7 @@ class Harness:
                         progress.advance(task)
                         troubled = record["error"] or (record["ab"] and record["ab"]["failed"])
                         if troubled and not served.alive:
-                            log = tail(served.process.log_path) if served.process else "(not ours: no log)"
+                            log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"
                             raise ServiceDied(f"the service stopped answering during {job.case.key}; its log ends:\n{log}")
 
     def _uncontended(self, job: Job, served: Served, url: str) -> Uncontended:
@@ -204,12 +204,15 @@ class Harness:
                 record["error"] = f"answered {single.status} to a single client: {single.body[:200]}"
                 return record
             prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape)
-            requests = requests_for(self.profile, prediction, job.concurrency, self.requests)
-            record.update(requests=requests, uncontended_ms=single.latency_s * 1000, model=prediction.to_dict())
-            self._warm_up(url, prediction, job.concurrency)
+            record.update(uncontended_ms=single.latency_s * 1000, model=prediction.to_dict())
+            # Sized by what the warm-up achieved, not by the prediction: a CPU-bound case can fall
+            # far short of Little's law, and a run sized by the law would then last minutes.
+            rate = min(prediction.rps, self._warm_up(url, prediction, job.concurrency) or prediction.rps)
+            requests = requests_for(self.profile, rate, job.concurrency, self.requests)
+            record["requests"] = requests
             # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
-            expected_s = requests / prediction.rps
-            timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / prediction.rps))
+            expected_s = requests / rate
+            timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / rate))
             cpu_before, wall_before = (cpu_seconds(served.pid) if served.pid else None), time.monotonic()
             with PingProbe(served.url, self.profile.ping_interval) as probe:
                 result = run_ab(url, requests, job.concurrency, keepalive=self.keepalive, timeout_s=timeout_s,
@@ -228,12 +231,16 @@ class Harness:
             record["duration_s"] = round(time.monotonic() - started, 3)
         return record
 
-    def _warm_up(self, url: str, prediction: Prediction, concurrency: int) -> None:
+    def _warm_up(self, url: str, prediction: Prediction, concurrency: int) -> float | None:
         """Two rounds at the concurrency the server can actually serve: opens pools and threads
-        without queueing (an async-blocking route serves one at a time, so it warms with one client)."""
+        without queueing (an async-blocking route serves one at a time, so it warms with one client).
+        Returns the rate it reached, if every request succeeded."""
         clients = max(1, min(concurrency, math.ceil(prediction.capacity)))
         expected_s = 2 * clients / prediction.rps
-        run_ab(url, 2 * clients, clients, keepalive=self.keepalive, timeout_s=30, time_limit_s=max(60.0, 4 * expected_s))
+        warm = run_ab(url, 2 * clients, clients, keepalive=self.keepalive, timeout_s=30,
+                      time_limit_s=max(60.0, 4 * expected_s))
+        ok = warm.failed == 0 and warm.non_2xx == 0 and warm.requests_per_second > 0
+        return warm.requests_per_second if ok else None
 
 
 def summary_line(record: dict[str, Any]) -> str:

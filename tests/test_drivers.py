@@ -59,7 +59,7 @@ def expected_report(settings: Settings, category: int) -> list[dict[str, Any]]:
     for g in range(1, settings.seed_rows + 1):
         item = expected_item(settings, g)
         if item["category"] == category:
-            region = REGIONS[item["customer_id"] % len(REGIONS)]  # (regions)[1 + id % 5], 1-based
+            region = REGIONS[(item["customer_id"] // 5) % len(REGIONS)]  # (regions)[1 + (id / 5) % 5], 1-based
             groups.setdefault(region, []).append(item["amount_cents"])
     return [
         {

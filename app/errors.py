@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from db.errors import DatabaseUnavailable
+from db.errors import DatabaseUnavailable, Reason
+
+
+class ErrorMessage(BaseModel):
+    """An HTTPException's body: what went wrong, in words (404 no such item or file, 403 outside the data folder)."""
+
+    detail: str
+
+
+class ValidationErrors(BaseModel):
+    """FastAPI's 422 body: one entry per bad parameter, its ``loc`` naming it (``["query", "seconds"]``)."""
+
+    detail: list[dict[str, Any]]
+
+
+class DatabaseUnavailableBody(BaseModel):
+    """The 503 body: which driver could not serve, and why."""
+
+    error: Reason
+    driver: str
+    detail: str
 
 
 async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
-from app.data_folder import SMALL_FILE, resolve_data_file
+from app.data_folder import FILE_NAME, SMALL_FILE, resolve_data_file
 from app.settings import Settings
 
 Params = dict[str, Any]
@@ -47,13 +47,22 @@ def workload_parameters(settings: Settings) -> dict[str, ParamsDependency]:
         slot: Annotated[
             int | None, Query(ge=0, lt=settings.write_slots, description="Row to upsert; random if absent.")
         ] = None,
-        note: Annotated[str, Query(max_length=200, description="Text stored in the row, as a bound value.")] = "iobench",
+        # Postgres text cannot hold NUL (every driver raises on it), so it is refused up front as a 422.
+        note: Annotated[
+            str, Query(max_length=200, pattern=r"^[^\x00]*$", description="Text stored in the row, as a bound value (no NUL).")
+        ] = "iobench",
     ) -> Params:
         return {"slot": slot if slot is not None else random.randrange(settings.write_slots), "note": note}
 
     async def file(
         name: Annotated[
-            str, Query(min_length=1, max_length=255, description="A file name in the data folder, e.g. small.bin or large.bin.")
+            str,
+            Query(
+                min_length=1, max_length=255,
+                description="A file name in the data folder, e.g. small.bin or large.bin.",
+                # Documented only: resolve_data_file checks it, with a message that quotes the name.
+                json_schema_extra={"pattern": f"^{FILE_NAME.pattern}$"},
+            ),
         ] = SMALL_FILE,
     ) -> Params:
         return {"path": resolve_data_file(settings.data_dir, name)}

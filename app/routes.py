@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.catalogue import HELLO, SCENARIOS, STEPS, Scenario, Style
+from app.errors import DatabaseUnavailableBody, ErrorMessage, ValidationErrors
 from app.parameters import ParamsDependency, workload_parameters
 from app.settings import Settings
 
@@ -74,6 +75,22 @@ def _endpoint(scenario: Scenario, parameters: ParamsDependency) -> Callable[...,
     return threadpool_only_route
 
 
+def _responses(scenario: Scenario) -> dict[int | str, dict[str, Any]]:
+    """The error responses ``scenario`` can give besides FastAPI's 422, for the OpenAPI schema."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    if scenario.workload.name == "lookup":
+        responses[404] = {"model": ErrorMessage, "description": "No item with this id"}
+    if scenario.workload.name == "file":
+        # resolve_data_file's own refusals say it in words, so a 422 here is either shape.
+        responses[422] = {"model": ValidationErrors | ErrorMessage, "description": "Bad parameter, or not a plain file name"}
+        responses[403] = {"model": ErrorMessage, "description": "The name resolves outside the data folder"}
+        responses[404] = {"model": ErrorMessage, "description": "No such regular file in the data folder"}
+    if any(driver.pooled for driver in scenario.drivers):
+        responses[503] = {"model": DatabaseUnavailableBody,
+                          "description": "Database unreachable, pool exhausted or statement timeout"}
+    return responses
+
+
 def bench_router(settings: Settings) -> APIRouter:
     """Every catalogue scenario as a GET route, plus the article's hello routes and /ping."""
     router = APIRouter()
@@ -102,8 +119,6 @@ def bench_router(settings: Settings) -> APIRouter:
             summary=scenario.id,
             description=scenario.demonstrates,
             tags=[scenario.workload.name],
-            responses={503: {"description": "Database unreachable, pool exhausted or statement timeout"}}
-            if any(driver.pooled for driver in scenario.drivers)
-            else {},
+            responses=_responses(scenario),
         )
     return router

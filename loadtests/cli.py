@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
 from datetime import datetime, timezone
@@ -35,7 +36,8 @@ cli = typer.Typer(add_completion=False, rich_markup_mode="rich")
 
 def fail(message: str) -> typer.Exit:
     """A one-line error and the usage exit code, raised before any load is sent."""
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    # soft_wrap: one line however narrow the console (Rich would otherwise break it at 80 columns off a terminal).
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -44,7 +46,12 @@ def _check_names(kind: str, given: list[str] | None, known: set[str]) -> set[str
         return None
     unknown = sorted(set(given) - known)
     if unknown:
-        raise fail(f"unknown {kind} {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+        if len(known) > 12:  # the scenarios: suggest the nearest ids rather than list all of them
+            near = list(dict.fromkeys(match for name in unknown for match in difflib.get_close_matches(name, sorted(known), n=3)))
+            choices = (f"did you mean {', '.join(near)}? " if near else "") + "see --list"
+        else:
+            choices = f"choose from {', '.join(sorted(known))}"
+        raise fail(f"unknown {kind} {', '.join(unknown)}; {choices}")
     return set(given)
 
 
@@ -201,7 +208,7 @@ def main_command(
         if database is not None:
             database.close()
     if error:
-        console.print(f"[bold red]{status}:[/bold red] {error}", highlight=False)
+        console.print(f"[bold red]{status}:[/bold red] {escape(error)}", highlight=False)  # a log tail is no markup
     from loadtests.report import write_report
 
     report = write_report(folder.path, compare_with=compare)

@@ -22,6 +22,9 @@ article: $(INSTALLED)
 serve: $(INSTALLED)
 	$(VENV)/bin/iobench serve
 
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check app db loadtests migrations tests
+
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip

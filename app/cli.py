@@ -33,7 +33,8 @@ def _settings(**overrides: object) -> Settings:
 @cli.command()
 def prepare(seed_rows: SeedRows = None, data_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
     """Create, migrate and seed the database, and write the data files; then exit."""
-    from db.bootstrap import locate, prepare as prepare_database
+    from db.bootstrap import locate
+    from db.bootstrap import prepare as prepare_database
 
     settings = _settings(seed_rows=seed_rows, data_dir=data_dir)
     database = locate(settings)
@@ -55,7 +56,8 @@ def serve(
     skip_prepare: Annotated[bool, typer.Option(help="Don't migrate or seed (the database is ready).")] = False,
 ) -> None:
     """Start the service with its database ready (migrate and seed if needed)."""
-    from db.bootstrap import locate, prepare as prepare_database
+    from db.bootstrap import locate
+    from db.bootstrap import prepare as prepare_database
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     settings = _settings(host=host, port=port, workers=workers, threadpool_tokens=threadpool_tokens, seed_rows=seed_rows)

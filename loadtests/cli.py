@@ -1,4 +1,4 @@
-"""``iobench-load`` (``python -m loadtests``): measure the catalogue with ab and write a report."""
+"""iobench-load (python -m loadtests): measure the catalogue with ab and write a report."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.catalogue import DRIVERS, SCENARIOS, SCENARIOS_BY_ID, WORKLOADS, Style
+from app.catalogue import DRIVERS, SCENARIOS_BY_ID, WORKLOADS, Style
 from app.settings import Settings
 from loadtests.ab import AbMissingError, find_ab, normalise_target
 from loadtests.environment import environment
 from loadtests.findings import FINDINGS, evaluate_all, required_failures
-from loadtests.profiles import PROFILES, Profile, cases_for, narrow
+from loadtests.profiles import PROFILES, cases_for, narrow
 from loadtests.results import RESULTS, RunFolder, default_run_dir, read_run
 from loadtests.runner import Harness, Job, ServiceDied, finding_jobs, server_settings
 from loadtests.server import ServerError
@@ -114,23 +114,72 @@ Exit status: 0 when every required finding holds, 1 when one fails or cannot be 
 130 when interrupted (the partial report is written).
 """)
 def main_command(
-    profile_name: Annotated[str, typer.Option("--profile", "-p", help="quick (< 1 min, a few key cases), default (the whole catalogue, a few minutes) or article (3 s waits, -n 200 -c 100: about 45 minutes).")] = "default",
-    target: Annotated[Optional[str], typer.Option(envvar="IOBENCH_TARGET", help="URL of a running service to measure (127.0.0.1/localhost only) instead of starting one.")] = None,
+    profile_name: Annotated[
+        str,
+        typer.Option(
+            "--profile", "-p",
+            help="quick (< 1 min, a few key cases), default (the whole catalogue, a few minutes) "
+            "or article (3 s waits, -n 200 -c 100: about 45 minutes).",
+        ),
+    ] = "default",
+    target: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="IOBENCH_TARGET",
+            help="URL of a running service to measure (127.0.0.1/localhost only) instead of starting one.",
+        ),
+    ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/UTC-STAMP-PROFILE.")] = None,
-    workload: Annotated[Optional[list[str]], typer.Option(help="Only this workload (repeatable): " + ", ".join(w.name for w in WORKLOADS if w.name != "hello") + ".")] = None,
+    workload: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Only this workload (repeatable): " + ", ".join(w.name for w in WORKLOADS if w.name != "hello") + ".",
+        ),
+    ] = None,
     style: Annotated[Optional[list[str]], typer.Option(help="Only this route style (repeatable): " + ", ".join(map(str, Style)) + ".")] = None,
-    driver: Annotated[Optional[list[str]], typer.Option(help="Only scenarios using this driver (repeatable): " + ", ".join(d.name for d in DRIVERS) + ".")] = None,
-    scenario: Annotated[Optional[list[str]], typer.Option(help="Only this scenario id (repeatable), e.g. pg_sleep/async/asyncpg. See --list.")] = None,
+    driver: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Only scenarios using this driver (repeatable): " + ", ".join(d.name for d in DRIVERS) + ".",
+        ),
+    ] = None,
+    scenario: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Only this scenario id (repeatable), e.g. pg_sleep/async/asyncpg. See --list.",
+        ),
+    ] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", help="Concurrent ab clients (ab -c). Default: the profile's.")] = None,
-    requests: Annotated[Optional[int], typer.Option("--requests", "-n", help="Requests per measurement (ab -n). Default: sized from the prediction to last the profile's measure time.")] = None,
+    requests: Annotated[
+        Optional[int],
+        typer.Option(
+            "--requests", "-n",
+            help="Requests per measurement (ab -n). Default: sized from the warm-up's rate to last the profile's measure time.",
+        ),
+    ] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", "-S", help="S, each of the two waits of wait/pg_sleep routes, in seconds.")] = None,
     keepalive: Annotated[bool, typer.Option(help="HTTP keep-alive (ab -k). Off by default, as in the article.")] = False,
-    sweep: Annotated[bool, typer.Option(help="Also sweep concurrency for the profile's sweep scenarios (or the --scenario ones) and plot throughput and p99 against c.")] = False,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            help="Also sweep concurrency for the profile's sweep scenarios (or the --scenario ones) and plot throughput and p99 against c.",
+        ),
+    ] = False,
     sweep_levels: Annotated[Optional[str], typer.Option(help="Comma-separated concurrency levels for --sweep. Default: the profile's.")] = None,
     threadpool_tokens: Annotated[Optional[int], typer.Option(help="AnyIO threadpool size of the started service. Default: the profile's.")] = None,
-    pool_max: Annotated[Optional[int], typer.Option(help="Connection pool size of every driver of the started service. Default: the profile's.")] = None,
+    pool_max: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Connection pool size of every driver of the started service. Default: the profile's.",
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes of the started service.")] = 1,
-    compare: Annotated[Optional[Path], typer.Option(help="An earlier run folder: the report marks throughput regressions and findings that changed.")] = None,
+    compare: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="An earlier run folder: the report marks throughput regressions and findings that changed.",
+        ),
+    ] = None,
     list_only: Annotated[bool, typer.Option("--list", help="Print the measurements this command would make, and exit.")] = False,
 ) -> None:
     if profile_name not in PROFILES:
@@ -194,7 +243,7 @@ def main_command(
             source = database.source
         folder.write_run(
             profile=profile.to_dict(), command=sys.argv, status="running", planned=len(jobs),
-            started=datetime.now(timezone.utc).isoformat(timespec="seconds"), environment=environment(ab_path, source),
+            started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),
             findings=[f.id for f in FINDINGS], error=None,
         )
         Harness(profile, jobs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
@@ -204,7 +253,7 @@ def main_command(
     except (ServiceDied, ServerError) as exc:
         exit_code, status, error = EXIT_USAGE, "failed", str(exc)
     finally:
-        folder.write_run(status=status, error=error, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        folder.write_run(status=status, error=error, finished=datetime.now(UTC).isoformat(timespec="seconds"))
         if database is not None:
             database.close()
     if error:

@@ -137,7 +137,7 @@ def compare_runs(
     cases = list(new) + [case for case in old if case not in new]
     rows = [_row(case, old.get(case), new.get(case), tolerance) for case in cases]
     changes, unchanged = [], []
-    for before, after in zip(evaluate_all(old_records, findings), evaluate_all(new_records, findings)):
+    for before, after in zip(evaluate_all(old_records, findings), evaluate_all(new_records, findings), strict=True):
         if before.status != after.status:
             changes.append(VerdictChange(after.finding.id, after.finding.title, after.finding.required, before.status, after.status))
         else:

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,10 @@ def _run(command: list[str]) -> str | None:
     return (result.stdout or result.stderr).strip() or None
 
 
-def git_commit(root: Path = Path(__file__).resolve().parent.parent) -> str | None:
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
     commit = _run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
     if commit is None or "fatal" in commit:
         return None
@@ -36,7 +39,7 @@ def ab_version(ab_path: str) -> str | None:
 
 def environment(ab_path: str, database_source: str) -> dict[str, Any]:
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),

@@ -180,7 +180,7 @@ def plot_throughput(path: Path, records: list[dict[str, Any]]) -> Path | None:
     rows, spans = _rows(records)
     fig, ax = _bar_figure(len(rows))
     ys = list(range(len(rows)))
-    for y, record in zip(ys, rows):
+    for y, record in zip(ys, rows, strict=True):
         measured, predicted = rps(record), predicted_rps(record)
         color = STYLE_COLORS.get(record.get("style") or "", OTHER_COLOR)
         if measured:
@@ -223,7 +223,7 @@ def plot_ping(path: Path, records: list[dict[str, Any]]) -> Path | None:
     fig, ax = _bar_figure(len(rows))
     ys = list(range(len(rows)))
     values = []
-    for y, record in zip(ys, rows):
+    for y, record in zip(ys, rows, strict=True):
         p90 = (record.get("ping") or {}).get("p90_ms")
         w = record.get("uncontended_ms")
         color = STYLE_COLORS.get(record.get("style") or "", OTHER_COLOR)

@@ -16,8 +16,17 @@ from app.catalogue import ARTICLE_CASES, WORKLOADS
 from loadtests.compare import ComparisonResult, compare_runs, load_run
 from loadtests.findings import MAX_ERROR_SHARE, Verdict, evaluate_all, required_failures
 from loadtests.plots import (
-    PING, SWEEP_P99, SWEEP_THROUGHPUT, THROUGHPUT, draw_plots, main_records, ordered_by_workload, pools_of,
-    style_rank, sweep_records, threadpool_of,
+    PING,
+    SWEEP_P99,
+    SWEEP_THROUGHPUT,
+    THROUGHPUT,
+    draw_plots,
+    main_records,
+    ordered_by_workload,
+    pools_of,
+    style_rank,
+    sweep_records,
+    threadpool_of,
 )
 from loadtests.results import REPORT, read_run
 

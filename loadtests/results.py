@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def is_main(record: dict[str, Any]) -> bool:
 
 
 def default_run_dir(profile: str, root: Path = Path("runs")) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path, n = root / f"{stamp}-{profile}", 1
     while path.exists():  # two runs started in the same second must not share a folder
         n += 1

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,7 +29,7 @@ from loadtests.model import Prediction, ServerShape, efficiency, predict
 from loadtests.probe import PingProbe, Uncontended, measure_uncontended
 from loadtests.profiles import Case, Profile
 from loadtests.results import RunFolder
-from loadtests.server import ServerError, ServiceProcess, tail
+from loadtests.server import ServiceProcess, tail
 
 
 class ServiceDied(RuntimeError):
@@ -193,7 +193,7 @@ class Harness:
             **job.case.to_dict(), "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
             "keepalive": self.keepalive,
             "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "requests": None, "uncontended_ms": None, "cpu_ms_per_request": None, "ab": None, "model": None,
             "efficiency": None, "ping": None, "cpu_utilisation": None, "duration_s": None, "error": None,
         }

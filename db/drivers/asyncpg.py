@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -26,7 +25,7 @@ class AsyncpgDatabase:
     async def start(self) -> None:
         try:
             self._pool = await self._create_pool(self.config.pool.min)
-        except (*_CONNECTION_ERRORS, asyncio.TimeoutError):
+        except (TimeoutError, *_CONNECTION_ERRORS):
             # Start anyway with an empty pool: requests answer 503 until the database is back.
             self._pool = await self._create_pool(0)
 
@@ -59,7 +58,7 @@ class AsyncpgDatabase:
                     return await connection.fetch(query.numeric, *query.positional(values))
                 async with connection.transaction():
                     return await connection.fetch(query.numeric, *query.positional(values))
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise unavailable(self.config, exc, "pool_timeout") from exc
         except (*_CONNECTION_ERRORS, asyncpg.QueryCanceledError) as exc:
             raise unavailable(self.config, exc) from exc

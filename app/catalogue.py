@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from app.local_io import AiofilesFiles, AnyioFiles, AsyncioSleep, OpenFiles, TimeSleep
+from app.local_io import AiofilesFiles, AnyioFiles, AsyncioSleep, NoIO, OpenFiles, TimeSleep
 from app.settings import Settings
 from db.drivers.asyncpg import AsyncpgDatabase
 from db.drivers.psycopg2 import Psycopg2Database
@@ -213,7 +213,7 @@ class Scenario:
         }
 
 
-_NO_IO = Driver("none", Kind.SYNC, (HELLO,), TimeSleep, "no I/O")
+_NO_IO = Driver("none", Kind.SYNC, (HELLO,), NoIO, "no I/O")
 
 
 def _build() -> Iterator[Scenario]:

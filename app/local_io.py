@@ -33,6 +33,12 @@ class _Unpooled:
         return None
 
 
+class NoIO(_Unpooled):
+    """The article's hello-world routes: no driver at all."""
+
+    kind = "sync"
+
+
 class TimeSleep(_Unpooled):
     """``time.sleep``: the article's blocking stand-in for I/O."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,3 +66,23 @@ def unavailable(config: ConnectionConfig, exc: BaseException, reason: Reason | N
         reason = "statement_timeout" if sqlstate(exc) == QUERY_CANCELED else "database_unavailable"
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DatabaseUnavailable(config.driver, reason, detail)
+
+
+# Anything readable, or an error, on the socket of an idle connection.
+_HUNG_UP = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+
+
+def peer_hung_up(fileno: int) -> bool:
+    """True if the server has closed this idle connection (or is closing it).
+
+    An idle Postgres connection gets nothing from the server until it sends a query, so
+    anything readable on its socket is the server's goodbye: the FATAL message of a shutdown
+    or restart, then the end of the stream (or a reset from whatever cut the link). The pools
+    call this when they hand out a connection: one ``poll(2)`` with a zero timeout, about 2 µs
+    and no round trip, where a pre-ping (``SELECT 1``) would add one to every request.
+    A link that dies silently (no FIN, no RST) is not seen here; its query fails and the pool
+    drops it then.
+    """
+    poller = select.poll()
+    poller.register(fileno, _HUNG_UP)
+    return bool(poller.poll(0))

@@ -4,6 +4,11 @@ psycopg2's own ``ThreadedConnectionPool`` raises at once when exhausted and clos
 connection returned above ``minconn``; a real service would wait and keep its connections,
 so we use the well-kept ``sqlalchemy.pool.QueuePool`` with a plain psycopg2 ``creator``.
 Connections run in autocommit, like asyncpg's, so a read is one round trip.
+
+A QueuePool hands out whatever it holds: after a database restart or a cut link every pooled
+connection is dead, and each would fail one request. ``drop_closed_on_checkout`` looks at the
+socket as a connection is handed out (no round trip) and has SQLAlchemy replace it, and every
+connection opened before it, instead.
 """
 
 from __future__ import annotations
@@ -16,13 +21,28 @@ import anyio.to_thread
 import psycopg2
 import psycopg2.extensions
 import sqlalchemy.exc
-from sqlalchemy.pool import QueuePool
+from sqlalchemy import event
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 
 from app.settings import Settings
 from db import queries
-from db.drivers.base import ConnectionConfig, unavailable
+from db.drivers.base import ConnectionConfig, peer_hung_up, unavailable
 
 _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, OSError)
+
+
+def drop_closed_on_checkout(
+    dbapi_connection: psycopg2.extensions.connection, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    """Pool ``checkout`` hook: refuse a connection the server has closed.
+
+    Raising ``InvalidatePoolError`` makes SQLAlchemy reconnect this entry (the request gets a
+    fresh connection, or the connect error if the database is still down) and recycle every
+    other connection opened before now at its next checkout, as its own pre-ping does, minus
+    the ``SELECT 1`` round trip on every checkout.
+    """
+    if dbapi_connection.closed or peer_hung_up(dbapi_connection.fileno()):
+        raise sqlalchemy.exc.InvalidatePoolError("the server closed this pooled connection")
 
 
 class Psycopg2Database:
@@ -42,6 +62,7 @@ class Psycopg2Database:
             timeout=self.config.acquire_timeout,
             reset_on_return="rollback",
         )
+        event.listen(self._pool, "checkout", drop_closed_on_checkout)
 
     async def stop(self) -> None:
         if self._pool is not None:
@@ -96,13 +117,13 @@ class Psycopg2Database:
         with self._cursor() as cursor:
             cursor.execute(queries.LOOKUP.pyformat, {"item_id": item_id})
             row = cursor.fetchone()
-        return dict(zip(queries.LOOKUP_COLUMNS, row)) if row else None
+        return dict(zip(queries.LOOKUP_COLUMNS, row, strict=True)) if row else None
 
     def report(self, category: int) -> list[dict[str, Any]]:
         with self._cursor() as cursor:
             cursor.execute(queries.REPORT.pyformat, {"category": category})
             rows = cursor.fetchall()
-        return [dict(zip(queries.REPORT_COLUMNS, row)) for row in rows]
+        return [dict(zip(queries.REPORT_COLUMNS, row, strict=True)) for row in rows]
 
     def write(self, slot: int, note: str) -> dict[str, Any]:
         with self._cursor() as cursor:
@@ -110,4 +131,4 @@ class Psycopg2Database:
             cursor.execute(queries.WRITE.pyformat, {"slot": slot, "note": note})
             row = cursor.fetchone()
             cursor.execute("COMMIT")
-        return dict(zip(queries.WRITE_COLUMNS, row))
+        return dict(zip(queries.WRITE_COLUMNS, row, strict=True))

@@ -1,7 +1,22 @@
-"""psycopg 3, both faces: a blocking ``ConnectionPool`` and an ``AsyncConnectionPool``."""
+"""psycopg 3, both faces: a blocking ``ConnectionPool`` and an ``AsyncConnectionPool``.
+
+Two things make the pools recover from an outage like the other drivers do:
+
+- ``check``: psycopg_pool hands out idle connections unchecked (its own ``check_connection``
+  is a round trip). Ours looks at the socket, no round trip: a connection the server has
+  closed is refused and the pool drained (every connection opened before is replaced), so a
+  restart costs no request a 503 once the database is back.
+- ``reconnect_timeout``: psycopg_pool retries a failed connection in the background with a
+  growing backoff (1 s, 2 s, 4 s, ... for 5 minutes by default), and while it does, requests
+  cannot start a new attempt: after an outage of a few seconds the pool stayed empty for
+  seconds more after the database was back. Giving up after ``_RECONNECT_TIMEOUT`` hands the
+  next attempt to the next request, which starts it at once.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -13,12 +28,26 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from app.settings import Settings
 from db import queries
-from db.drivers.base import ConnectionConfig, unavailable
+from db.drivers.base import ConnectionConfig, peer_hung_up, unavailable
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 #: How long a request still waits on the pool once its last connection attempt failed: long
 #: enough to ask the pool to grow (its retry is how it recovers), short enough to answer 503 at once.
 _DOWN_WAIT = 0.1
+#: How long the pool retries one failed connection in the background (attempts 1 s apart)
+#: before leaving the next attempt to the next request.
+_RECONNECT_TIMEOUT = 2.0
+
+
+def _closed_by_server(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    return connection.closed or peer_hung_up(connection.fileno())
+
+
+class _ServerClosed(psycopg.OperationalError):
+    """Raised by a pool's ``check``: the pool discards the connection and hands out another."""
+
+    def __init__(self) -> None:
+        super().__init__("the server closed this pooled connection")
 
 
 class _LastConnect:
@@ -32,6 +61,15 @@ class _LastConnect:
 
     def __init__(self) -> None:
         self.error: Exception | None = None
+        self._as_of = 0.0  # when the attempt whose outcome ``error`` holds started
+        self._lock = threading.Lock()
+
+    def _record(self, started: float, error: Exception | None) -> None:
+        # The latest attempt to *start* wins: one that hung (a blackholed connect) and fails after
+        # a later one succeeded must not mark a database that is back as down.
+        with self._lock:
+            if started >= self._as_of:
+                self._as_of, self.error = started, error
 
     def connection_class(self, base: type[Any]) -> type[Any]:
         last = self
@@ -40,12 +78,13 @@ class _LastConnect:
             class AsyncTracked(base):  # type: ignore[misc, valid-type]
                 @classmethod
                 async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                    started = time.monotonic()
                     try:
                         connection = await super().connect(*args, **kwargs)
                     except Exception as exc:
-                        last.error = exc
+                        last._record(started, exc)
                         raise
-                    last.error = None
+                    last._record(started, None)
                     return connection
 
             return AsyncTracked
@@ -53,12 +92,13 @@ class _LastConnect:
         class Tracked(base):  # type: ignore[misc, valid-type]
             @classmethod
             def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                started = time.monotonic()
                 try:
                     connection = super().connect(*args, **kwargs)
                 except Exception as exc:
-                    last.error = exc
+                    last._record(started, exc)
                     raise
-                last.error = None
+                last._record(started, None)
                 return connection
 
         return Tracked
@@ -76,13 +116,15 @@ class _LastConnect:
         return unavailable(config, exc, "pool_timeout")
 
 
-def _pool_kwargs(config: ConnectionConfig, last_connect: _LastConnect, base: type[Any]) -> dict[str, Any]:
+def _pool_kwargs(config: ConnectionConfig, last_connect: _LastConnect, base: type[Any], check: Any) -> dict[str, Any]:
     return {
         "conninfo": config.url,
         "connection_class": last_connect.connection_class(base),
+        "check": check,
         "min_size": min(config.pool.min, config.pool.max),
         "max_size": config.pool.max,
         "timeout": config.acquire_timeout,
+        "reconnect_timeout": _RECONNECT_TIMEOUT,
         "open": False,
         "name": config.driver,
         "kwargs": {
@@ -116,8 +158,15 @@ class Psycopg3Database:
     async def start(self) -> None:
         # open(wait=False) fills the pool in the background, so a database that is down at
         # start-up does not stop the service: requests answer 503 until it is back.
-        self._pool = ConnectionPool(**_pool_kwargs(self.config, self._last_connect, psycopg.Connection))
+        self._pool = ConnectionPool(**_pool_kwargs(self.config, self._last_connect, psycopg.Connection, self._check))
         await anyio.to_thread.run_sync(lambda: self._pool.open(wait=False))
+
+    def _check(self, connection: psycopg.Connection[Any]) -> None:
+        if _closed_by_server(connection):
+            # The server went away (or restarted): its other idle connections are gone too.
+            assert self._pool is not None
+            self._pool.drain()
+            raise _ServerClosed
 
     async def stop(self) -> None:
         if self._pool is not None:
@@ -169,8 +218,16 @@ class AsyncPsycopg3Database:
         self._last_connect = _LastConnect()
 
     async def start(self) -> None:
-        self._pool = AsyncConnectionPool(**_pool_kwargs(self.config, self._last_connect, psycopg.AsyncConnection))
+        self._pool = AsyncConnectionPool(
+            **_pool_kwargs(self.config, self._last_connect, psycopg.AsyncConnection, self._check)
+        )
         await self._pool.open(wait=False)
+
+    async def _check(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        if _closed_by_server(connection):
+            assert self._pool is not None
+            await self._pool.drain()
+            raise _ServerClosed
 
     async def stop(self) -> None:
         if self._pool is not None:

@@ -3,6 +3,11 @@
 Written the way SQLAlchemy documents it (``engine.connect()`` for reads, ``engine.begin()``
 for the write), so the figures include what the library adds over its raw driver.
 The pools are QueuePools of ``pool_size = max`` (opened on demand, never above max).
+
+SQLAlchemy invalidates its whole pool when a query meets a dropped connection, which still
+costs that request a 503. A ``checkout`` hook spots connections the server has already closed
+as they are handed out, without a round trip (``pool_pre_ping`` would add a ``SELECT 1`` to
+every request), and has the pool replace them before any request sees one.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from app.settings import Settings
 from db import queries
 from db.drivers.base import QUERY_CANCELED, ConnectionConfig, sqlstate, unavailable
+from db.drivers.psycopg2 import drop_closed_on_checkout
 from db.url import with_driver
 
 _PG_SLEEP = text(queries.PG_SLEEP.sqlalchemy)
@@ -27,10 +34,24 @@ _WRITE = text(queries.WRITE.sqlalchemy)
 # Lost or refused connections; statement_timeout arrives as OperationalError (psycopg2) or as
 # a DBAPIError carrying SQLSTATE 57014 (asyncpg), which unavailable() recognises.
 _CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
+#: SQLSTATE class 08, "connection exception": asyncpg's "connection was closed in the middle of
+#: operation" (08003) reaches us as a plain DBAPIError, neither Operational nor Interface.
+_CONNECTION_EXCEPTION_CLASS = "08"
+
+
+def _drop_closed_asyncpg_on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+    """The async engine's ``checkout`` hook: asyncpg notices a closed socket as soon as the event
+    loop does, so a closed connection is just ``is_closed()``; see ``drop_closed_on_checkout``."""
+    if record.driver_connection.is_closed():
+        raise sqlalchemy.exc.InvalidatePoolError("the server closed this pooled connection")
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_ERRORS) or sqlstate(exc) == QUERY_CANCELED
+    """A lost connection (whatever class SQLAlchemy gives it) or a statement timeout."""
+    if isinstance(exc, _CONNECTION_ERRORS) or getattr(exc, "connection_invalidated", False):
+        return True
+    code = sqlstate(exc) or ""
+    return code == QUERY_CANCELED or code.startswith(_CONNECTION_EXCEPTION_CLASS)
 
 
 def _engine_kwargs(config: ConnectionConfig) -> dict[str, Any]:
@@ -62,6 +83,7 @@ class SqlalchemyDatabase:
             },
             **_engine_kwargs(self.config),
         )
+        event.listen(self._engine, "checkout", drop_closed_on_checkout)
 
     async def stop(self) -> None:
         if self._engine is not None:
@@ -123,6 +145,7 @@ class AsyncSqlalchemyDatabase:
             },
             **_engine_kwargs(self.config),
         )
+        event.listen(self._engine.sync_engine, "checkout", _drop_closed_asyncpg_on_checkout)
 
     async def stop(self) -> None:
         if self._engine is not None:

@@ -5,9 +5,9 @@ INSTALLED := $(VENV)/.installed-stamp
 
 .PHONY: bench test serve quick article lint clean
 
-# The main job: the default benchmark profile against a real Postgres, report in runs/.
+# The main job: the default benchmark profile and its concurrency sweeps against a real Postgres, report in runs/.
 bench: $(INSTALLED)
-	$(VENV)/bin/iobench-load --profile default
+	$(VENV)/bin/iobench-load --profile default --sweep
 
 # The test suite (real Postgres: localhost:5432 if it answers, else an embedded one).
 test: $(INSTALLED)

@@ -252,6 +252,8 @@ def main_command(
         exit_code, status, error = EXIT_INTERRUPTED, "interrupted", "interrupted by the user (Ctrl-C)"
     except (ServiceDied, ServerError) as exc:
         exit_code, status, error = EXIT_USAGE, "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a database that cannot be prepared: keep what was measured
+        exit_code, status, error = EXIT_USAGE, "failed", f"{type(exc).__name__}: {exc}"
     finally:
         folder.write_run(status=status, error=error, finished=datetime.now(UTC).isoformat(timespec="seconds"))
         if database is not None:

@@ -124,7 +124,8 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="article",
             description="The article as published: 3 s waits, ab -n 200 -c 100, AnyIO's default 40 threads; its four "
-            "cases and their pg_sleep twins. Slow: each async-blocking case takes 20 minutes, as in the article.",
+            "cases and their pg_sleep twins. Slow: each async-blocking case takes 20 minutes, as in the article. "
+            "Pools of 40 fit a shared Postgres but equal the threadpool, so asyncpg cannot beat it here (F2).",
             seconds=3.0,
             concurrency=100,
             threadpool_tokens=40,

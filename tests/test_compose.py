@@ -185,23 +185,13 @@ def option_value(argv: list[str], option: str) -> str | None:
     return None
 
 
-def app_command() -> list[str]:
-    """What the app container runs: compose's ``command`` or the image's CMD."""
-    svc = service("app")
+def container_argv(name: str) -> list[str]:
+    """What service ``name`` runs (after its image's entrypoint): compose's ``command`` or the image's CMD."""
+    svc = service(name)
     if "command" in svc:
         return as_argv(svc["command"])
-    cmd = effective(build_target("app"), "CMD")
-    assert cmd, "the app image has no CMD"
-    return exec_form(cmd)
-
-
-def loadtest_argv() -> list[str]:
-    """The loadtest container's argv after the entrypoint: compose's ``command`` or the image's CMD."""
-    svc = service("loadtest")
-    if "command" in svc:
-        return as_argv(svc["command"])
-    cmd = effective(build_target("loadtest"), "CMD")
-    assert cmd, "the loadtest image has no CMD"
+    cmd = effective(build_target(name), "CMD")
+    assert cmd, f"the {name} image has no CMD"
     return exec_form(cmd)
 
 
@@ -373,7 +363,7 @@ def test_app_port_is_published_on_the_host_loopback_only() -> None:
     app = service("app")
     ports = published_ports(app)
     assert ports, "the app publishes no port"
-    argv = app_command()
+    argv = container_argv("app")
     port = int(option_value(argv, "--port") or environment(app).get("IOBENCH_PORT") or Settings.model_fields["port"].default)
     if "IOBENCH_PORT" in environment(app):
         assert int(environment(app)["IOBENCH_PORT"]) == port
@@ -389,7 +379,7 @@ def test_app_port_is_published_on_the_host_loopback_only() -> None:
 def test_app_command_is_the_serve_command_with_real_options() -> None:
     from app.cli import cli
 
-    argv = app_command()
+    argv = container_argv("app")
     assert argv[:3] == ["python", "-m", "app"], argv
     group = typer.main.get_command(cli)  # Typer vendors its own click: duck-type the group
     assert hasattr(group, "commands"), "app.cli has no subcommands"
@@ -408,7 +398,7 @@ def test_healthchecks_probe_ping_on_the_served_port() -> None:
 
     # Building the app opens no connection (that's the lifespan's job); its schema lists the routes.
     assert "/ping" in create_app(Settings(_env_file=None)).openapi()["paths"]  # type: ignore[call-arg]
-    port = option_value(app_command(), "--port")
+    port = option_value(container_argv("app"), "--port")
     image_check = effective(build_target("app"), "HEALTHCHECK")
     assert image_check, "the app image has no HEALTHCHECK"
     image_argv = exec_form(image_check.split(" CMD ", 1)[1]) if " CMD " in image_check else exec_form(image_check.removeprefix("CMD "))
@@ -425,7 +415,7 @@ def test_loadtest_shares_the_app_network_and_targets_localhost() -> None:
     loadtest = service("loadtest")
     assert loadtest["network_mode"] == "service:app"
     assert "ports" not in loadtest and "networks" not in loadtest
-    argv = loadtest_argv()
+    argv = container_argv("loadtest")
     target = urlsplit(option_value(argv, "--target") or "")
     assert target.hostname in ALLOWED_HOSTS, "the default command measures the app container, locally"
     assert target.port == published_ports(service("app"))[0][2]
@@ -508,14 +498,14 @@ def test_loadtest_command_options_exist_in_the_harness_cli(monkeypatch: pytest.M
 
     assert importlib.util.find_spec("loadtests.__main__"), "ENTRYPOINT python -m loadtests needs loadtests/__main__.py"
     # The image's options, and --out (how to pick a run folder by hand).
-    options = {arg for arg in loadtest_argv() if arg.startswith("--")} | {"--target", "--profile", "--out"}
+    options = {arg for arg in container_argv("loadtest") if arg.startswith("--")} | {"--target", "--profile", "--out"}
     apps = [value for value in vars(loadtests_cli).values() if isinstance(value, typer.Typer)]
     if apps:
         command = typer.main.get_command(apps[0])
         names = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
         assert options <= names, f"missing from the loadtests CLI: {options - names}"
         # The image's arguments parse as they are (no subcommand in front of them).
-        command.make_context("loadtests", loadtest_argv()).close()
+        command.make_context("loadtests", container_argv("loadtest")).close()
         return
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setattr("sys.argv", ["loadtests", "--help"])

@@ -25,10 +25,11 @@ serve: $(INSTALLED)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check app db loadtests migrations tests
 
+# The service, the harness (bench), the embedded Postgres fallback and the test tools (test).
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[bench,embedded,test]'
 	touch $@
 
 clean:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,6 +24,19 @@ Host = Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0
 Workers = Annotated[Optional[int], typer.Option(help="uvicorn worker processes (default 1).")]
 Tokens = Annotated[Optional[int], typer.Option(help="AnyIO threadpool size for `def` routes (default 40).")]
 SeedRows = Annotated[Optional[int], typer.Option(help="Rows in the items table (default 100000).")]
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(f"iobench {installed_version('iobench')}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Options of `iobench` itself, before any command."""
 
 
 def _settings(**overrides: object) -> Settings:

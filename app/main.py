@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app import errors, introspection
 from app.catalogue import DRIVERS, DriverInstance
+from app.prepared import ensure_prepared
 from app.routes import bench_router
 from app.settings import Settings
 
@@ -26,6 +27,8 @@ class State(TypedDict):
 def _lifespan(settings: Settings) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        # Refuse a database `iobench prepare` never migrated, rather than answer 500 on every route.
+        await ensure_prepared(settings)
         # The limiter is per event loop; setting it here sizes the pool `def` routes run in.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_tokens
         drivers = {driver.name: driver.factory(settings, driver.name) for driver in DRIVERS}

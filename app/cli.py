@@ -24,6 +24,11 @@ Host = Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0
 Workers = Annotated[Optional[int], typer.Option(help="uvicorn worker processes (default 1).")]
 Tokens = Annotated[Optional[int], typer.Option(help="AnyIO threadpool size for `def` routes (default 40).")]
 SeedRows = Annotated[Optional[int], typer.Option(help="Rows in the items table (default 100000).")]
+# A string, parsed by db.wire_proxy.parse_rtt_ms, so that bad input gets our one-line error.
+DbRtt = Annotated[Optional[str], typer.Option(
+    "--db-rtt", metavar="MS",
+    help="Put the database MS milliseconds of round trip away (0-100), through a delay proxy on 127.0.0.1.",
+)]
 
 
 def _print_version(requested: bool) -> None:
@@ -68,19 +73,33 @@ def serve(
     threadpool_tokens: Tokens = None,
     seed_rows: SeedRows = None,
     skip_prepare: Annotated[bool, typer.Option(help="Don't migrate or seed (the database is ready).")] = False,
+    db_rtt: DbRtt = None,
 ) -> None:
     """Start the service with its database ready (migrate and seed if needed)."""
     from db.bootstrap import locate
     from db.bootstrap import prepare as prepare_database
+    from db.wire_proxy import ProxyProcess, parse_rtt_ms
+    from db.wire_proxy.probe import added_rtt_ms
 
+    try:
+        rtt_ms = None if db_rtt is None else parse_rtt_ms(db_rtt)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     settings = _settings(host=host, port=port, workers=workers, threadpool_tokens=threadpool_tokens, seed_rows=seed_rows)
     database = locate(settings)
+    proxy: ProxyProcess | None = None
     try:
         typer.echo(f"database: {database.describe()}")
         settings = settings.model_copy(update={"database_url": database.url})
         if not skip_prepare:
-            prepare_database(database.url, settings)
+            prepare_database(database.url, settings)  # straight to the database: the delay is for the service
+        if rtt_ms is not None:
+            proxy = ProxyProcess(database.url, rtt_ms).start()
+            measured = added_rtt_ms(database.url, proxy.url)
+            typer.echo(f"{proxy.describe()}; measured: +{measured:.2f} ms per round trip")
+            settings = settings.model_copy(update={"database_url": proxy.url})
         # Workers are fresh processes that build the app from the environment.
         os.environ.update(settings.to_env())
         uvicorn.run(
@@ -93,6 +112,8 @@ def serve(
             log_level="warning",
         )
     finally:
+        if proxy is not None:
+            proxy.stop()
         database.close()
 
 

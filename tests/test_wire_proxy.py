@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -361,3 +362,47 @@ def test_the_proxied_url_is_the_same_database(proxy: ProxyProcess, database_url:
         assert through.execute(query).fetchone() == direct.execute(query).fetchone()
     assert f":{proxy.port}/" in proxy.url
 
+
+# --- iobench serve --db-rtt ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "101", "nan", "", "1e400"])
+def test_serve_refuses_a_bad_db_rtt_before_starting_anything(value: str) -> None:
+    # A database nobody answers at: had serve looked for it first, the error would be another one.
+    env = {**os.environ, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"}
+    result = subprocess.run([sys.executable, "-m", "app", "serve", "--db-rtt", value], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result
+    assert result.stdout == "" and result.stderr.startswith("error: --db-rtt") and result.stderr.count("\n") == 1, result
+
+
+def test_serve_with_db_rtt_runs_through_the_proxy_and_stops_it(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, **settings.to_env(), "IOBENCH_PORT": str(port)}
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        serve = subprocess.Popen([sys.executable, "-m", "app", "serve", "--skip-prepare", "--db-rtt", "2"],
+                                 env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert "adds 2 ms RTT" in log.read_text() and "measured: +" in log.read_text()
+        proxies = [child for child in psutil.Process(serve.pid).children() if "db.wire_proxy" in child.cmdline()]
+        assert len(proxies) == 1, psutil.Process(serve.pid).children()
+        assert httpx.get(f"{base}/bench/lookup/async/asyncpg", params={"id": 1}, timeout=10).status_code == 200
+        proxy_port = re.search(r"wire proxy on 127\.0\.0\.1:(\d+)", log.read_text())
+        assert proxy_port is not None, log.read_text()
+        assert f":{proxy_port[1]}/" in httpx.get(f"{base}/config", timeout=10).json()["database_url"]
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    proxies[0].wait(5)  # gone with the service

@@ -1,0 +1,113 @@
+"""Each Postgres driver's round trips per operation, counted on the wire by the wire proxy.
+
+The drivers are the app's own classes (``app.catalogue.DRIVERS``, ``db/drivers/``), built from
+settings whose database URL points at a ``ProxyProcess`` (no added delay), with a pool of one
+connection so that every call meets the same, warm connection. Each operation is run until the
+statement caches are warm (asyncpg prepares on the first run, psycopg 3 on the sixth), then
+counted over ``RUNS`` more runs. A round trip is a Query, Sync or Flush message: after each,
+the client waits for the server (``db.wire_proxy.counters``).
+
+Pinned: the configuration on main before the equal-work change of issue 8, i.e.
+- psycopg2 and psycopg 3: autocommit connections, so a read is 1 round trip, and the write's
+  explicit transaction BEGIN, upsert, COMMIT is 3;
+- asyncpg: its Pool's default reset on release, one more simple query per checkout (2 per read,
+  and 4 for the write: BEGIN, upsert, COMMIT, reset);
+- SQLAlchemy, sync (psycopg2) and async (asyncpg) engines: ``engine.connect()`` opens a transaction
+  that is rolled back at the end, so a read is BEGIN, query, ROLLBACK: 3; ``engine.begin()`` for
+  the write is BEGIN, upsert, COMMIT: 3.
+When a driver's configuration changes on purpose, change its row here and say why.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from app.catalogue import DATABASE_WORKLOADS, DRIVERS, Driver
+from app.settings import PoolSize, Settings
+from db.wire_proxy import ProxyProcess, WireCounters
+
+WARM_UP = 8  # past psycopg 3's prepare_threshold (5): its 6th run prepares the statement
+RUNS = 10
+
+#: The arguments each operation is called with (ids and slots every test database has).
+ARGUMENTS: dict[str, tuple[Any, ...]] = {
+    "pg_sleep": (0.0,),
+    "lookup": (7,),
+    "report": (2,),
+    "write": (3, "round trips"),
+}
+
+
+@dataclass(frozen=True)
+class WireWork:
+    """What one call of each operation puts on the wire once the connection is warm."""
+
+    pg_sleep: int
+    lookup: int
+    report: int
+    write: int
+    parses: int = 0  # Parse messages per call: 0 once every statement is prepared and cached
+
+    def round_trips(self) -> dict[str, int]:
+        return {operation: getattr(self, operation) for operation in ARGUMENTS}
+
+
+EXPECTED: dict[str, WireWork] = {
+    "psycopg2": WireWork(pg_sleep=1, lookup=1, report=1, write=3),
+    "psycopg3-sync": WireWork(pg_sleep=1, lookup=1, report=1, write=3),
+    "psycopg3-async": WireWork(pg_sleep=1, lookup=1, report=1, write=3),
+    "asyncpg": WireWork(pg_sleep=2, lookup=2, report=2, write=4),
+    "sqlalchemy-sync": WireWork(pg_sleep=3, lookup=3, report=3, write=3),
+    "sqlalchemy-async": WireWork(pg_sleep=3, lookup=3, report=3, write=3),
+}
+
+DATABASE_DRIVERS = [driver for driver in DRIVERS if driver.pooled]
+
+
+def test_every_database_driver_and_operation_is_pinned() -> None:
+    assert {driver.name for driver in DATABASE_DRIVERS} == set(EXPECTED)
+    assert {workload.operation for workload in DATABASE_WORKLOADS} == set(ARGUMENTS)
+
+
+@pytest.fixture(scope="module")
+def proxy(settings: Settings) -> Iterator[ProxyProcess]:
+    assert settings.database_url is not None
+    with ProxyProcess(settings.database_url, 0.0) as proxy:
+        yield proxy
+
+
+async def call(driver: Any, operation: str) -> None:
+    result = getattr(driver, operation)(*ARGUMENTS[operation])
+    if inspect.isawaitable(result):
+        await result
+
+
+async def measure(driver: Any, operation: str, proxy: ProxyProcess) -> WireCounters:
+    for _ in range(WARM_UP):
+        await call(driver, operation)
+    proxy.reset()
+    for _ in range(RUNS):
+        await call(driver, operation)
+    return proxy.reset()
+
+
+@pytest.mark.parametrize("spec", DATABASE_DRIVERS, ids=lambda driver: driver.name)
+async def test_round_trips_per_operation(spec: Driver, settings: Settings, proxy: ProxyProcess) -> None:
+    one_connection = settings.model_copy(update={"database_url": proxy.url, "pools": {spec.name: PoolSize(min=1, max=1)}})
+    driver = spec.factory(one_connection, spec.name)
+    await driver.start()
+    try:
+        counted = {operation: await measure(driver, operation, proxy) for operation in ARGUMENTS}
+    finally:
+        await driver.stop()
+    expected = EXPECTED[spec.name]
+    per_call = {operation: counters.round_trips / RUNS for operation, counters in counted.items()}
+    messages = {operation: counters.messages for operation, counters in counted.items()}
+    assert per_call == expected.round_trips(), f"{spec.name}: frontend messages over {RUNS} calls: {messages}"
+    assert {operation: counters.parses / RUNS for operation, counters in counted.items()} == dict.fromkeys(ARGUMENTS, expected.parses), messages
+    assert all(counters.sessions == 0 for counters in counted.values()), f"{spec.name} opened connections while warm"

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from loadtests.errors import HarnessError
+
 __all__ = [
     "ALLOWED_HOSTS",
     "AbError",
@@ -36,14 +38,14 @@ INSTALL_HINT = (
 )
 
 
-class AbMissingError(RuntimeError):
+class AbMissingError(HarnessError):
     """The ``ab`` executable could not be found."""
 
     def __init__(self, message: str = INSTALL_HINT) -> None:
         super().__init__(message)
 
 
-class AbError(RuntimeError):
+class AbError(HarnessError):
     """ab ran but produced no parsable result."""
 
 
@@ -72,6 +74,10 @@ class AbResult:
     connections end up in it. ``failed`` is ab's ``Failed requests``, which can count one
     request twice (a reset is both a Receive and an Exception failure), so it may exceed
     ``complete``. Values ab did not print (no successful timing, or a single request) are NaN.
+
+    ab's own ``requests_per_second`` counts failed and non-2xx answers too, so a server that
+    degrades into fast 503s would look faster: ``successful_per_second`` is what iobench
+    calls throughput everywhere.
     """
 
     complete: int
@@ -82,6 +88,8 @@ class AbResult:
     failed_length: int
     failed_exceptions: int
     requests_per_second: float
+    successful: int
+    successful_per_second: float
     total_seconds: float
     mean_ms: float
     p50_ms: float
@@ -202,6 +210,10 @@ def parse_ab_output(text: str, *, keepalive: bool = False, requests: int | None 
         (int(g) for g in breakdown.groups()) if breakdown else (0, 0, 0, 0)
     )
 
+    failed = _int(r"^Failed requests:\s+(\d+)", text) or 0
+    non_2xx = _int(r"^Non-2xx responses:\s+(\d+)", text) or 0
+    successful = max(0, complete - failed - non_2xx)
+    total_seconds = _float(r"^Time taken for tests:\s+([\d.]+) seconds", text)
     pcts = _percentiles(text)
     if not pcts and complete == 1:
         # ab prints the table only when more than one request completed; for exactly one,
@@ -212,14 +224,16 @@ def parse_ab_output(text: str, *, keepalive: bool = False, requests: int | None 
 
     return AbResult(
         complete=complete,
-        failed=_int(r"^Failed requests:\s+(\d+)", text) or 0,
-        non_2xx=_int(r"^Non-2xx responses:\s+(\d+)", text) or 0,
+        failed=failed,
+        non_2xx=non_2xx,
         failed_connect=connect,
         failed_receive=receive,
         failed_length=length,
         failed_exceptions=exceptions,
         requests_per_second=_float(r"^Requests per second:\s+([\d.]+)", text),
-        total_seconds=_float(r"^Time taken for tests:\s+([\d.]+) seconds", text),
+        successful=successful,
+        successful_per_second=successful / total_seconds if total_seconds > 0 else math.nan,
+        total_seconds=total_seconds,
         # Two "Time per request" lines: the first is per request as a client sees it, the
         # second ("across all concurrent requests") is just 1000 / requests_per_second.
         mean_ms=_float(r"^Time per request:\s+([\d.]+) \[ms\] \(mean\)$", text),

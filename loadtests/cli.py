@@ -1,12 +1,14 @@
-"""iobench-load (python -m loadtests): measure the catalogue with ab and write a report."""
+"""iobench-load (python -m loadtests): measure the catalogue with ab, judge the findings, write a report."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import os
+import signal
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,20 +20,36 @@ from rich.table import Table
 
 from app.catalogue import DRIVERS, SCENARIOS_BY_ID, WORKLOADS, Style
 from app.settings import Settings
-from loadtests.ab import AbMissingError, find_ab, normalise_target
+from loadtests.ab import find_ab, normalise_target
+from loadtests.compare import ComparisonResult, compare_folders
 from loadtests.environment import environment
-from loadtests.findings import FINDINGS, evaluate_all, required_failures
+from loadtests.errors import (
+    EXIT_FINDING_FAILED,
+    EXIT_INCONCLUSIVE,
+    EXIT_PASS,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    HarnessError,
+    Terminated,
+    raise_terminated,
+)
+from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failures, required_unsettled
 from loadtests.profiles import PROFILES, cases_for, narrow
 from loadtests.results import RESULTS, RunFolder, default_run_dir, read_run
-from loadtests.runner import Harness, Job, ServiceDied, finding_jobs, server_settings
-from loadtests.server import ServerError
-
-EXIT_FINDING_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from loadtests.runner import Harness, Job, finding_jobs, server_settings
+from loadtests.stability import series
 
 console = Console()
 cli = typer.Typer(add_completion=False, rich_markup_mode="rich")
+
+EXIT_CODES_HELP = """
+Exit status: 0 every required finding passed; 1 a required finding failed; 2 bad input
+(nothing started); 3 the environment or the service failed (ab, the database, the service
+died: the report keeps what was measured); 4 inconclusive (a required finding stayed
+inconclusive after its extra rounds, or was not measured); 130 Ctrl-C, 143 SIGTERM (the
+partial report is written).
+"""
 
 
 def fail(message: str) -> typer.Exit:
@@ -79,47 +97,75 @@ def _check_target(target: str) -> str:
     return url
 
 
-def _list(jobs: list[Job]) -> None:
-    table = Table("case", "style", "driver", "c", "why", title=f"{len(jobs)} measurements")
+def _check_run_folder(path: Path, what: str) -> Path:
+    if not (path / RESULTS).is_file():
+        raise fail(f"{what}: no run folder at {path} (it has no {RESULTS})")
+    return path
+
+
+def _list(jobs: list[Job], repeat: int, sweep_repeat: int) -> None:
+    table = Table("case", "style", "driver", "c", "rounds", "why", title=f"{len(jobs)} cases")
     for job in jobs:
         why = "sweep" if job.sweep else f"for {job.for_finding}" if job.for_finding else ""
-        table.add_row(escape(job.case.key), str(job.case.scenario.style), job.case.scenario.driver.name, str(job.concurrency), why)
+        table.add_row(escape(job.case.key), str(job.case.scenario.style), job.case.scenario.driver.name, str(job.concurrency),
+                      str(sweep_repeat if job.sweep else repeat), why)
     console.print(table)
 
 
-def _print_verdicts(folder: Path) -> int:
-    _, records = read_run(folder)
-    verdicts = evaluate_all(records)
-    table = Table("finding", "verdict", "ratio", "claim", title="Findings")
-    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not measured": "dim"}
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def verdict_code(verdicts: list[Verdict]) -> int:
+    """The exit code the findings give: failed beats inconclusive beats pass."""
+    if required_failures(verdicts):
+        return EXIT_FINDING_FAILED
+    if required_unsettled(verdicts):
+        return EXIT_INCONCLUSIVE
+    return EXIT_PASS
+
+
+def _print_verdicts(verdicts: list[Verdict]) -> None:
+    table = Table("finding", "verdict", "ratio [95% interval]", "threshold", "rounds", title="Findings")
+    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not measured": "dim", "not applicable": "dim"}
     for verdict in verdicts:
-        if verdict.status == "not measured":
+        if verdict.status == "not measured" and not verdict.finding.required:
             continue
-        ratio = f"{verdict.ratio:.2f}" if verdict.ratio is not None else "-"
+        ratio = verdict.ratio
+        text = f"{ratio.center:.3g} [{_fmt(ratio.low if ratio.bounded else None)}, {_fmt(ratio.high if ratio.bounded else None)}]" \
+            if ratio else "-"
         required = "" if verdict.finding.required else " (not required)"
-        table.add_row(verdict.finding.id, f"[{colours[verdict.status]}]{verdict.status}[/]{required}", ratio, verdict.finding.claim)
+        table.add_row(verdict.finding.id, f"[{colours[verdict.status]}]{verdict.label.lower()}[/]{required}", text,
+                      f"{verdict.finding.op} {_fmt(verdict.threshold)}", str(verdict.rounds))
     console.print(table)
-    return EXIT_FINDING_FAILED if required_failures(verdicts) else 0
 
 
-@cli.command(help=__doc__ + """
+def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
+    from loadtests.report import write_report  # matplotlib and Jinja2 load only when a report is written
 
-Starts the service itself (uvicorn, with the profile's threadpool and pool sizes) on a
-database it prepares (DATABASE_URL, else Postgres on localhost:5432, else an embedded one),
-or measures a running one with `--target`. Writes `runs/STAMP-PROFILE/`: results.jsonl
-(appended as each case finishes), run.json, report.md and PNG plots.
+    run, records = read_run(folder)
+    verdicts = evaluate_all(records, run)
+    return write_report(folder, compare_with=compare), verdicts
 
-Exit status: 0 when every required finding holds, 1 when one fails or cannot be judged,
-2 for bad input or a run that could not go on (the report keeps what was measured),
-130 when interrupted (the partial report is written).
-""")
+
+@cli.callback(invoke_without_command=True, help=__doc__ + """
+
+Without a command: run the load tests. Starts the service itself (uvicorn, with the
+profile's threadpool and pool sizes) on a database it prepares (DATABASE_URL, else Postgres
+on localhost:5432, else an embedded one), or measures a running one with `--target`.
+Every case is measured in `--repeat` rounds; the findings are judged on 95% intervals over
+the rounds, and an inconclusive required finding gets extra rounds. Writes
+`runs/STAMP-PROFILE/`: results.jsonl (one line per measurement, appended as it finishes),
+run.json, report.md, report.html and PNG plots.
+""" + EXIT_CODES_HELP)
 def main_command(
+    ctx: typer.Context,
     profile_name: Annotated[
         str,
         typer.Option(
             "--profile", "-p",
-            help="quick (< 1 min, a few key cases), default (the whole catalogue, a few minutes) "
-            "or article (3 s waits, -n 200 -c 100: about 45 minutes).",
+            help="quick (about two minutes, a few key cases), default (the whole catalogue, about five minutes) "
+            "or article (3 s waits, -n 200 -c 100: hours).",
         ),
     ] = "default",
     target: Annotated[
@@ -139,15 +185,11 @@ def main_command(
     style: Annotated[Optional[list[str]], typer.Option(help="Only this route style (repeatable): " + ", ".join(map(str, Style)) + ".")] = None,
     driver: Annotated[
         Optional[list[str]],
-        typer.Option(
-            help="Only scenarios using this driver (repeatable): " + ", ".join(d.name for d in DRIVERS) + ".",
-        ),
+        typer.Option(help="Only scenarios using this driver (repeatable): " + ", ".join(d.name for d in DRIVERS) + "."),
     ] = None,
     scenario: Annotated[
         Optional[list[str]],
-        typer.Option(
-            help="Only this scenario id (repeatable), e.g. pg_sleep/async/asyncpg. See --list.",
-        ),
+        typer.Option(help="Only this scenario id (repeatable), e.g. pg_sleep/async/asyncpg. See --list."),
     ] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", help="Concurrent ab clients (ab -c). Default: the profile's.")] = None,
     requests: Annotated[
@@ -157,48 +199,52 @@ def main_command(
             help="Requests per measurement (ab -n). Default: sized from the warm-up's rate to last the profile's measure time.",
         ),
     ] = None,
+    repeat: Annotated[
+        Optional[int],
+        typer.Option("--repeat", "-k", help="Rounds: how many times every case is measured (default: the profile's, 3)."),
+    ] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", "-S", help="S, each of the two waits of wait/pg_sleep routes, in seconds.")] = None,
     keepalive: Annotated[bool, typer.Option(help="HTTP keep-alive (ab -k). Off by default, as in the article.")] = False,
     sweep: Annotated[
         bool,
-        typer.Option(
-            help="Also sweep concurrency for the profile's sweep scenarios (or the --scenario ones) and plot throughput and p99 against c.",
-        ),
+        typer.Option(help="Also sweep concurrency for the profile's sweep scenarios (or the --scenario ones) and plot throughput and p99 against c."),
     ] = False,
     sweep_levels: Annotated[Optional[str], typer.Option(help="Comma-separated concurrency levels for --sweep. Default: the profile's.")] = None,
     threadpool_tokens: Annotated[Optional[int], typer.Option(help="AnyIO threadpool size of the started service. Default: the profile's.")] = None,
     pool_max: Annotated[
         Optional[int],
-        typer.Option(
-            help="Connection pool size of every driver of the started service. Default: the profile's.",
-        ),
+        typer.Option(help="Connection pool size of every driver of the started service. Default: the profile's. "
+                     "The findings keep the profile's thresholds, so a server shaped otherwise is judged against it."),
     ] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes of the started service.")] = 1,
     compare: Annotated[
         Optional[Path],
-        typer.Option(
-            help="An earlier run folder: the report marks throughput regressions and findings that changed.",
-        ),
+        typer.Option(help="An earlier run folder: the report marks throughput regressions and findings that changed."),
     ] = None,
-    list_only: Annotated[bool, typer.Option("--list", help="Print the measurements this command would make, and exit.")] = False,
+    list_only: Annotated[bool, typer.Option("--list", help="Print the cases this command would measure, and exit.")] = False,
+    show_version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
+    if show_version:
+        console.print(f"iobench-load {package_version('iobench')}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is not None:
+        return
     if profile_name not in PROFILES:
         raise fail(f"unknown profile {profile_name!r}; choose from {', '.join(PROFILES)}")
     for name, value in (("--concurrency", concurrency), ("--requests", requests), ("--threadpool-tokens", threadpool_tokens),
-                        ("--pool-max", pool_max), ("--workers", workers)):
+                        ("--pool-max", pool_max), ("--workers", workers), ("--repeat", repeat)):
         if value is not None and value < 1:
             raise fail(f"{name} must be >= 1, got {value}")
     if seconds is not None and not 0 <= seconds <= 60:
         raise fail(f"--seconds must be between 0 and 60, got {seconds}")
-    if compare is not None and not compare.exists():
-        raise fail(f"--compare: no run folder at {compare}")
+    if compare is not None:
+        _check_run_folder(compare, "--compare")
     if out is not None and (out / RESULTS).exists():
         raise fail(f"--out {out} already holds a run; choose a new folder (runs are never mixed)")
-    profile = dataclasses.replace(
-        PROFILES[profile_name],
-        **{key: value for key, value in (("seconds", seconds), ("concurrency", concurrency),
-                                         ("threadpool_tokens", threadpool_tokens), ("pool_max", pool_max)) if value is not None},
-    )
+    overrides = {"seconds": seconds, "concurrency": concurrency, "threadpool_tokens": threadpool_tokens, "pool_max": pool_max}
+    profile = dataclasses.replace(PROFILES[profile_name], **{k: v for k, v in overrides.items() if v is not None})
+    if repeat is not None:
+        profile = dataclasses.replace(profile, repeat=repeat, max_repeat=max(repeat, profile.max_repeat))
     if profile.concurrency > (requests or profile.max_requests):
         raise fail(f"--requests ({requests}) must be at least --concurrency ({profile.concurrency}): ab needs n >= c")
     levels = _levels(sweep_levels) or profile.sweep_levels
@@ -218,17 +264,19 @@ def main_command(
         for swept in (s for s in selected if s.id in sweep_ids):
             jobs += [Job(case, level, sweep=True) for case in cases_for(swept, profile.seconds) for level in levels]
     if list_only:
-        _list(jobs)
+        _list(jobs, profile.repeat, profile.sweep_repeat)
         raise typer.Exit(0)
 
     try:
         ab_path = find_ab()
-    except AbMissingError as exc:
-        raise fail(str(exc)) from None
+    except HarnessError as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
     target_url = _check_target(target) if target else None
     folder = RunFolder(out or default_run_dir(profile.name))
-    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(jobs)} measurements -> {folder.path}")
+    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(jobs)} cases x {profile.repeat} rounds -> {folder.path}")
     exit_code, status, error, database = 0, "complete", None, None
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         settings = server_settings(Settings(workers=workers), profile)
         if target_url:
@@ -247,26 +295,92 @@ def main_command(
             findings=[f.id for f in FINDINGS], error=None,
         )
         Harness(profile, jobs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
-                requests=requests).run()
+                requests=requests, judge=lambda records: evaluate_all(records, folder.run)).run()
+    except Terminated:
+        exit_code, status, error = EXIT_SIGTERM, "interrupted", "stopped by SIGTERM"
     except KeyboardInterrupt:
-        exit_code, status, error = EXIT_INTERRUPTED, "interrupted", "interrupted by the user (Ctrl-C)"
-    except (ServiceDied, ServerError) as exc:
-        exit_code, status, error = EXIT_USAGE, "failed", str(exc)
+        exit_code, status, error = EXIT_SIGINT, "interrupted", "interrupted by the user (Ctrl-C)"
+    except HarnessError as exc:
+        exit_code, status, error = exc.exit_code, "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. a database that cannot be prepared: keep what was measured
-        exit_code, status, error = EXIT_USAGE, "failed", f"{type(exc).__name__}: {exc}"
+        exit_code, status, error = HarnessError.exit_code, "failed", f"{type(exc).__name__}: {exc}"
     finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
         folder.write_run(status=status, error=error, finished=datetime.now(UTC).isoformat(timespec="seconds"))
         if database is not None:
             database.close()
     if error:
         console.print(f"[bold red]{status}:[/bold red] {escape(error)}", highlight=False)  # a log tail is no markup
-    from loadtests.report import write_report
-
-    report = write_report(folder.path, compare_with=compare)
+    report, verdicts = _render(folder.path, compare)
     _link_latest(folder.path)
-    verdict_code = _print_verdicts(folder.path)
+    _print_verdicts(verdicts)
+    exit_code = exit_code or verdict_code(verdicts)
+    folder.write_run(exit_code=exit_code, verdicts=[v.to_dict() for v in verdicts])
+    console.print(f"report: {report} (and {report.with_suffix('.html').name})")
+    raise typer.Exit(exit_code)
+
+
+@cli.command("report", help="Render report.md, report.html and the plots of an existing run folder again, "
+             "without measuring, and print its verdicts. Exits with the verdicts' code (0, 1 or 4; 2 for a bad folder).")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (it holds results.jsonl).")],
+    compare: Annotated[Optional[Path], typer.Option(help="An earlier run folder to compare with.")] = None,
+) -> None:
+    _check_run_folder(run_dir, "report")
+    if compare is not None:
+        _check_run_folder(compare, "--compare")
+    report, verdicts = _render(run_dir, compare)
+    _print_verdicts(verdicts)
     console.print(f"report: {report}")
-    raise typer.Exit(exit_code or verdict_code)
+    raise typer.Exit(verdict_code(verdicts))
+
+
+def _print_comparison(result: ComparisonResult) -> None:
+    table = Table("case", "old rps", "new rps", "change", "status", "note",
+                  title=f"{result.old_label} -> {result.new_label} (tolerance {result.tolerance:.0%})")
+    order = {"regression": 0, "improvement": 1, "new": 2, "gone": 3, "same": 4}
+    for row in sorted(result.rows, key=lambda r: (order[r.status], r.case)):
+        colour = {"regression": "red", "improvement": "green"}.get(row.status, "default")
+        table.add_row(escape(row.case), _fmt(row.old.center if row.old else None), _fmt(row.new.center if row.new else None),
+                      "-" if row.change_pct is None else f"{row.change_pct:+.0f}%", f"[{colour}]{row.status}[/]", escape(row.note))
+    console.print(table)
+    for change in result.verdict_changes:
+        console.print(f"finding {change.id}: {change.old} -> {change.new}" + (" [red](regression)[/red]" if change.regression else ""))
+
+
+@cli.command("compare", help="Compare two existing run folders: throughput per case (successful responses, "
+             "95% intervals) and finding verdicts. Exits 1 when a case or a finding regressed, else 0.")
+def compare_command(
+    old_dir: Annotated[Path, typer.Argument(help="The earlier run folder.")],
+    new_dir: Annotated[Path, typer.Argument(help="The later run folder.")],
+    tolerance: Annotated[float, typer.Option(help="A throughput change smaller than this share is never a regression.")] = 0.15,
+) -> None:
+    _check_run_folder(old_dir, "compare")
+    _check_run_folder(new_dir, "compare")
+    result = compare_folders(old_dir, new_dir, tolerance)
+    _print_comparison(result)
+    raise typer.Exit(EXIT_FINDING_FAILED if result.has_regressions else 0)
+
+
+@cli.command("stability", help="Line up the verdicts of repeated runs of the same setup (grouped by profile) and print, "
+             "per finding, how often its verdict changed. Exits 1 when a required verdict changed or a run did not exit 0.")
+def stability_command(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders, oldest first.")],
+) -> None:
+    for run_dir in run_dirs:
+        _check_run_folder(run_dir, "stability")
+    unstable = False
+    for group in series(run_dirs):
+        table = Table("finding", "required", *[f"run {i + 1}" for i in range(len(group.folders))], "changes",
+                      title=f"profile {group.profile}: {len(group.folders)} runs, exit codes "
+                      + ", ".join("?" if c is None else str(c) for c in group.exit_codes))
+        for flips in group.flips:
+            table.add_row(flips.id, "yes" if flips.required else "no", *[label.lower() for label in flips.labels],
+                          f"[red]{flips.changes}[/]" if flips.changes and flips.required else str(flips.changes))
+        console.print(table)
+        console.print(f"profile {group.profile}: {group.required_changes} change(s) of a required verdict")
+        unstable = unstable or group.required_changes > 0 or any(code != 0 for code in group.exit_codes)
+    raise typer.Exit(EXIT_FINDING_FAILED if unstable else 0)
 
 
 def _link_latest(path: Path) -> None:

@@ -1,21 +1,23 @@
 """Two runs side by side: which cases got slower, and which findings changed their verdict.
 
-Main (non-sweep) measurements are matched by case key, the last measurement of a case
-winning as in the findings. A case regresses when its throughput drops by more than the
-tolerance (or it stops producing a result), and a finding regresses when it goes from pass
-to fail. Comparing runs of different profiles is allowed, but a row whose concurrency
-differs says so: its throughput is not comparable.
+Cases at the profile's concurrency are matched by case key. Throughput is successful
+responses per second, summarised over each run's repetitions. A case regresses when its
+throughput fell by more than the tolerance *and* the two runs' 95% intervals do not overlap
+(criterion's rule: a change must be both real and larger than the noise band), or when it
+stopped producing a result. A finding regresses when it goes from pass to fail. Runs of
+different profiles can be compared, but a row whose concurrency differs says so.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from loadtests.findings import FINDINGS, Finding, Status, evaluate_all
-from loadtests.results import RESULTS, is_main, read_run
+from loadtests.results import RESULTS, Record, read_run
+from loadtests.stats import Interval
+from loadtests.summary import CaseSummary, main_cases
 
 RowStatus = Literal["regression", "improvement", "same", "new", "gone"]
 
@@ -25,8 +27,8 @@ class CaseChange:
     """One case in both runs (or in only one of them)."""
 
     case: str
-    old_rps: float | None
-    new_rps: float | None
+    old: Interval | None
+    new: Interval | None
     change_pct: float | None
     status: RowStatus
     old_concurrency: int | None = None
@@ -78,31 +80,13 @@ class ComparisonResult:
     def has_regressions(self) -> bool:
         return bool(self.regressions or self.finding_regressions)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "old": self.old_label, "new": self.new_label, "tolerance": self.tolerance,
-            "rows": [row.__dict__ for row in self.rows],
-            "verdict_changes": [{**change.__dict__, "regression": change.regression} for change in self.verdict_changes],
-        }
 
-
-def _main(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {record["case"]: record for record in records if is_main(record)}
-
-
-def _rps(record: dict[str, Any] | None) -> float | None:
-    if record is None or record.get("error"):
-        return None
-    value = (record.get("ab") or {}).get("requests_per_second")
-    return value if value else None
-
-
-def _row(case: str, old: dict[str, Any] | None, new: dict[str, Any] | None, tolerance: float) -> CaseChange:
-    old_rps, new_rps = _rps(old), _rps(new)
-    old_c = old.get("concurrency") if old else None
-    new_c = new.get("concurrency") if new else None
+def _row(case: str, old: CaseSummary | None, new: CaseSummary | None, tolerance: float) -> CaseChange:
+    old_rps, new_rps = (old.rps if old else None), (new.rps if new else None)
+    old_c, new_c = (old.concurrency if old else None), (new.concurrency if new else None)
     note = f"c {old_c} -> {new_c}: not comparable" if old and new and old_c != new_c else ""
-    change = (new_rps - old_rps) / old_rps * 100 if old_rps and new_rps else None
+    change = (new_rps.center / old_rps.center - 1) * 100 if old_rps and new_rps else None
+    apart = bool(old_rps and new_rps and (new_rps.high < old_rps.low or new_rps.low > old_rps.high))
     status: RowStatus
     if old is None:
         status = "new"
@@ -111,33 +95,42 @@ def _row(case: str, old: dict[str, Any] | None, new: dict[str, Any] | None, tole
     elif old_rps is None and new_rps is None:
         status, note = "same", note or "no result in either run"
     elif new_rps is None:
-        status, note = "regression", note or f"no result now: {new.get('error') or 'no throughput'}"
+        status, note = "regression", note or "no successful responses now: " + "; ".join(new.errors[:1])
     elif old_rps is None:
         status, note = "improvement", note or "had no result before"
-    elif change is not None and change < -tolerance * 100:
+    elif change is not None and change < -tolerance * 100 and apart:
         status = "regression"
-    elif change is not None and change > tolerance * 100:
+    elif change is not None and change > tolerance * 100 and apart:
         status = "improvement"
     else:
         status = "same"
+        if change is not None and abs(change) > tolerance * 100:
+            note = note or "change within the noise: the intervals overlap"
+    if new is not None and new.too_many_errors:
+        note = (note + "; " if note else "") + f"over 1% errors now ({new.worst_error_share:.1%})"
     return CaseChange(case, old_rps, new_rps, change, status, old_c, new_c, note)
 
 
 def compare_runs(
-    new_records: list[dict[str, Any]],
-    old_records: list[dict[str, Any]],
+    new_records: list[Record],
+    old_records: list[Record],
     tolerance: float = 0.15,
     *,
+    old_run: dict[str, Any] | None = None,
+    new_run: dict[str, Any] | None = None,
     old_label: str = "old run",
     new_label: str = "this run",
     findings: tuple[Finding, ...] = FINDINGS,
 ) -> ComparisonResult:
-    """Match main measurements by case key and compare throughput and finding verdicts."""
-    old, new = _main(old_records), _main(new_records)
+    """Match the cases at the profile's concurrency by key; compare throughput and finding verdicts."""
+    old = {summary.case: summary for summary in main_cases(old_records)}
+    new = {summary.case: summary for summary in main_cases(new_records)}
     cases = list(new) + [case for case in old if case not in new]
     rows = [_row(case, old.get(case), new.get(case), tolerance) for case in cases]
     changes, unchanged = [], []
-    for before, after in zip(evaluate_all(old_records, findings), evaluate_all(new_records, findings), strict=True):
+    before_all = evaluate_all(old_records, old_run or {}, findings)
+    after_all = evaluate_all(new_records, new_run or {}, findings)
+    for before, after in zip(before_all, after_all, strict=True):
         if before.status != after.status:
             changes.append(VerdictChange(after.finding.id, after.finding.title, after.finding.required, before.status, after.status))
         else:
@@ -145,23 +138,16 @@ def compare_runs(
     return ComparisonResult(rows, changes, tolerance, old_label, new_label, unchanged)
 
 
-def load_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """run.json and the records of a run folder, or of its results.jsonl given directly."""
+def load_run(path: Path) -> tuple[dict[str, Any], list[Record]]:
+    """run.json and the records of a run folder; FileNotFoundError when it is not one."""
     path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    results = path / RESULTS if path.is_dir() else path
-    if not results.is_file():
-        raise FileNotFoundError(f"no {RESULTS} at {path}: not a run folder")
-    run, records = read_run(folder)
-    if results.name != RESULTS:
-        # Another JSON-lines file (a renamed copy): read it the way read_run reads results.jsonl.
-        records = [record for line in results.read_text().splitlines() if (record := _parse(line)) is not None]
-    return run, records
+    if not (path / RESULTS).is_file():
+        raise FileNotFoundError(f"no {RESULTS} in {path}: not a run folder")
+    return read_run(path)
 
 
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
+def compare_folders(old: Path, new: Path, tolerance: float = 0.15) -> ComparisonResult:
+    old_run, old_records = load_run(old)
+    new_run, new_records = load_run(new)
+    return compare_runs(new_records, old_records, tolerance, old_run=old_run, new_run=new_run,
+                        old_label=f"`{old}`", new_label=f"`{new}`")

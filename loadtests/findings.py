@@ -1,25 +1,56 @@
-"""The article's claims as data, and their verdicts on a run's measurements.
+"""The article's claims as data, and their verdicts on a run's repetitions.
 
-A finding compares two cases by a ratio of one metric and holds when the ratio passes its
-threshold. Required findings make the run fail when they fail: they are the architecture
-rules a team relies on. The others are the claims that may not carry over from sleeps to
-real drivers; they are measured and reported with the same care, but never tuned to pass.
+A finding compares two cases by the ratio of one metric. Both cases are measured in the
+same rounds, so the ratio is judged on the per-round ratios (``stats.ratio_interval``): PASS
+when its whole 95% interval is past the threshold, FAIL when the whole interval misses it,
+INCONCLUSIVE otherwise (the harness then measures more rounds, up to a cap).
+
+Where a threshold comes from. A claim of the model ("async wins once clients outnumber
+threads") predicts a ratio R: Little's law over the two routes' capacities at the profile's
+declared shape (its threadpool, its pools, the clients). The claim holds when the effect
+shows up, so the threshold is sqrt(R), the midpoint between no effect (1) and the predicted
+effect on a log scale. A shape that predicts less than ``MIN_EFFECT`` cannot test the claim:
+the finding is NOT APPLICABLE there. The bar is set by the profile as declared, not by the
+server measured: a run whose server differs (``--pool-max 1``, a ``--target`` shaped
+otherwise) is judged against the architecture it was meant to have, and the model's
+prediction for the server it did have explains the verdict.
+
+/ping findings use Little's law on the event loop instead: under a route that blocks it, the
+loop is the bottleneck, so a /ping arriving behind the c requests in service waits c / X for
+the loop (X the blocking route's throughput) on top of what /ping costs at that load anyway,
+which the non-blocking twin's /ping latency measures. The predicted ratio is
+1 + c / (X * ping), per round, and the threshold again its square root. The non-required
+claims quoted from the article carry their own threshold and say why.
+
+A pass whose ratio is out of the model's predicted range (the whole interval outside ±25% of
+the prediction for the measured server) is reported as "pass, unexplained".
+
+Required findings decide the run's exit code; the others are claims that may not carry over
+from sleeps to real drivers, measured and reported with the same care but never tuned to pass.
 """
 
 from __future__ import annotations
 
-import operator
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from loadtests.results import is_main
+from app.catalogue import SCENARIOS_BY_ID, Scenario
+from loadtests.model import CPU_BUSY, ServerShape, capacity
+from loadtests.results import Record, is_main, predicted_rps, successful_rps, too_many_errors
+from loadtests.stats import Interval, interval, median, ratio_interval
+from loadtests.summary import ping_p50
 
 Metric = Literal["rps", "ping_p50_ms"]
-Status = Literal["pass", "fail", "inconclusive", "not measured"]
+Status = Literal["pass", "fail", "inconclusive", "not measured", "not applicable"]
 
-#: A measurement whose failed + non-2xx share is above this says nothing about throughput.
-MAX_ERROR_SHARE = 0.01
-MIN_PING_SAMPLES = 5
+#: The smallest effect (either way) a profile's shape must predict for a model claim to be testable there.
+MIN_EFFECT = 1.5
+#: A pass further than this (×/÷) from the model's prediction, over its whole interval, is "unexplained".
+MODEL_BAND = 1.25
+#: Fewer /ping samples than this in one repetition cannot give a median worth comparing.
+MIN_PING_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -30,11 +61,12 @@ class Finding:
     denominator: str
     metric: Metric
     op: Literal[">=", "<="]
-    threshold: float
     required: bool
     article: str
     why: str
-    needs_concurrency_above_threadpool: bool = False
+    #: A threshold the claim itself fixes (with ``threshold_reason``); None derives it from the model.
+    threshold: float | None = None
+    threshold_reason: str = ""
     #: Measure both cases at this many clients (an extra measurement) instead of the profile's.
     concurrency: int | None = None
 
@@ -42,12 +74,24 @@ class Finding:
     def claim(self) -> str:
         name = {"rps": "throughput", "ping_p50_ms": "median /ping latency"}[self.metric]
         at = f" at c = {self.concurrency}" if self.concurrency else ""
-        return f"{name} of `{self.numerator}` {self.op} {self.threshold:g} x that of `{self.denominator}`{at}"
+        bar = f"{self.threshold:g}" if self.threshold is not None else "sqrt(model ratio)"
+        return f"{name} of `{self.numerator}` {self.op} {bar} x that of `{self.denominator}`{at}"
+
+    def holds(self, ratio: float, threshold: float) -> bool:
+        return ratio >= threshold if self.op == ">=" else ratio <= threshold
 
 
 def _collapse(id: str, blocking: str, sync: str, article: str) -> Finding:
-    return Finding(id, "An async route calling a blocking driver collapses", blocking, sync, "rps", "<=", 0.1, True,
+    return Finding(id, "An async route calling a blocking driver collapses", blocking, sync, "rps", "<=", True,
                    article, "The blocking call holds the event loop: one request at a time per worker.")
+
+
+def _async_wins(id: str, numerator: str, denominator: str, article: str, why: str) -> Finding:
+    return Finding(id, "Async wins once clients outnumber threads", numerator, denominator, "rps", ">=", True, article, why)
+
+
+def _threadpool_rescues(id: str, numerator: str, denominator: str, article: str, why: str) -> Finding:
+    return Finding(id, "The threadpool rescues blocking code", numerator, denominator, "rps", ">=", True, article, why)
 
 
 FINDINGS: tuple[Finding, ...] = (
@@ -55,153 +99,265 @@ FINDINGS: tuple[Finding, ...] = (
     _collapse("F1-psycopg2", "pg_sleep/async-blocking/psycopg2", "pg_sleep/sync/psycopg2", "carry-over of case 2 to psycopg2"),
     _collapse("F1-sqlalchemy", "pg_sleep/async-blocking/sqlalchemy-sync", "pg_sleep/sync/sqlalchemy-sync",
               "carry-over of case 2 to SQLAlchemy's sync engine"),
-    Finding("F2-wait", "Async wins once clients outnumber threads", "wait/async/asyncio", "wait/sync/time", "rps", ">=", 1.5,
-            True, "case 3 vs case 1: 11.06 vs 5.53 rps (2x)",
-            "`def` routes share the threadpool's tokens; awaiting holds nothing.", needs_concurrency_above_threadpool=True),
-    Finding("F2-asyncpg", "Async wins once clients outnumber threads", "pg_sleep/async/asyncpg", "pg_sleep/sync/psycopg2", "rps",
-            ">=", 1.5, True, "case 3 vs case 1, on real Postgres",
-            "asyncpg needs a connection, not a thread; holds while its pool is larger than the threadpool.",
-            needs_concurrency_above_threadpool=True),
-    Finding("F2-psycopg3", "Async wins once clients outnumber threads", "pg_sleep/async/psycopg3-async",
-            "pg_sleep/sync/psycopg3-sync", "rps", ">=", 1.5, True, "case 3 vs case 1, psycopg 3 both ways",
-            "Same driver, same pool size: only the style differs.", needs_concurrency_above_threadpool=True),
-    Finding("F3-wait", "The threadpool rescues blocking code", "wait/threadpool/time", "wait/sync/time", "rps", ">=", 1.2, True,
-            "case 4 vs case 1: 8.29 vs 5.53 rps (1.5x)",
-            "Only one of the two steps holds a thread, so the threadpool serves twice the requests.",
-            needs_concurrency_above_threadpool=True),
-    Finding("F3-psycopg2", "The threadpool rescues blocking code", "pg_sleep/threadpool/psycopg2", "pg_sleep/sync/psycopg2",
-            "rps", ">=", 1.2, True, "case 4 vs case 1 with psycopg2 for step 1 and asyncpg for step 2",
-            "Step 1 holds a thread, step 2 only an asyncpg connection.", needs_concurrency_above_threadpool=True),
+    _async_wins("F2-wait", "wait/async/asyncio", "wait/sync/time", "case 3 vs case 1: 11.06 vs 5.53 rps (2x)",
+                "`def` routes share the threadpool's tokens; awaiting holds nothing."),
+    _async_wins("F2-asyncpg", "pg_sleep/async/asyncpg", "pg_sleep/sync/psycopg2", "case 3 vs case 1, on real Postgres",
+                "asyncpg needs a connection, not a thread; holds while its pool is larger than the threadpool."),
+    _async_wins("F2-psycopg3", "pg_sleep/async/psycopg3-async", "pg_sleep/sync/psycopg3-sync", "case 3 vs case 1, psycopg 3 both ways",
+                "Same driver, same pool size: only the style differs."),
+    _threadpool_rescues("F3-wait", "wait/threadpool/time", "wait/sync/time", "case 4 vs case 1: 8.29 vs 5.53 rps (1.5x)",
+                        "Only one of the two steps holds a thread, so the threadpool serves twice the requests."),
+    _threadpool_rescues("F3-psycopg2", "pg_sleep/threadpool/psycopg2", "pg_sleep/sync/psycopg2",
+                        "case 4 vs case 1 with psycopg2 for step 1 and asyncpg for step 2",
+                        "Step 1 holds a thread, step 2 only an asyncpg connection."),
     Finding("F4-file", "Blocking file reads in async def stall everyone; aiofiles does not",
-            "file/async-blocking/open[large.bin]", "file/async/aiofiles[large.bin]", "ping_p50_ms", ">=", 3.0, True,
+            "file/async-blocking/open[large.bin]", "file/async/aiofiles[large.bin]", "ping_p50_ms", ">=", True,
             "the article's rule applied to files",
             "Reading 8 MiB with open() inside async def holds the loop, so /ping waits behind every read. Judged at a "
             "load the server can carry (8 clients): collateral latency is a question about a server with headroom.",
             concurrency=8),
     # Claims that may not carry over to real drivers: measured and reported, never required.
     Finding("N1-lookup", "Async is faster for fast point lookups", "lookup/async/asyncpg", "lookup/sync/psycopg2", "rps", ">=",
-            1.5, False, "the article's 'async can double or triple performance', for a ~0.1 ms query",
-            "When the query is far shorter than the HTTP work, CPU and the GIL bind, not waiting."),
+            False, "the article's 'async can double or triple performance', for a ~0.1 ms query",
+            "When the query is far shorter than the HTTP work, CPU and the GIL bind, not waiting.",
+            threshold=1.5, threshold_reason="the article's 'double or triple', conservatively 1.5x"),
     Finding("N2-lookup-collapse", "A blocking driver in async def collapses even for fast queries",
-            "lookup/async-blocking/psycopg2", "lookup/sync/psycopg2", "rps", "<=", 0.1, False,
+            "lookup/async-blocking/psycopg2", "lookup/sync/psycopg2", "rps", "<=", False,
             "case 2's collapse, for a ~0.1 ms query",
-            "Blocking the loop for a fraction of a millisecond costs little; skipping the thread hop may even win."),
+            "Blocking the loop for a fraction of a millisecond costs little; skipping the thread hop may even win.",
+            threshold=0.1, threshold_reason="a collapse of the article's kind: at most a tenth of the `def` route"),
     Finding("N3-small-file", "aiofiles is faster than open() for small cached files",
-            "file/async/aiofiles[small.bin]", "file/sync/open[small.bin]", "rps", ">=", 1.0, False,
+            "file/async/aiofiles[small.bin]", "file/sync/open[small.bin]", "rps", ">=", False,
             "'use async for file I/O'",
-            "aiofiles hands every call (open, read, close) to a thread; a 4 KiB read from the page cache is faster than the hop."),
+            "aiofiles hands every call (open, read, close) to a thread; a 4 KiB read from the page cache is faster than the hop.",
+            threshold=1.0, threshold_reason="'faster' at all"),
     Finding("N4-report", "Async is faster for a few-millisecond report query", "report/async/asyncpg", "report/sync/psycopg2",
-            "rps", ">=", 1.5, False, "'async can double or triple performance'",
-            "The query's CPU time is in Postgres, which shares the machine's 2 cores with the service and ab."),
+            "rps", ">=", False, "'async can double or triple performance'",
+            "The query's CPU time is in Postgres, which shares the machine's cores with the service and ab.",
+            threshold=1.5, threshold_reason="the article's 'double or triple', conservatively 1.5x"),
     Finding("N6-file-saturated", "aiofiles keeps the server responsive even at full load",
-            "file/async-blocking/open[large.bin]", "file/async/aiofiles[large.bin]", "ping_p50_ms", ">=", 3.0, False,
+            "file/async-blocking/open[large.bin]", "file/async/aiofiles[large.bin]", "ping_p50_ms", ">=", False,
             "the article's rule applied to files, at the profile's concurrency",
             "A cached read is CPU work (a memory copy). Once the CPU is saturated every request, /ping included, "
             "queues for it, whether the copy runs on the event loop or in aiofiles' threads."),
     Finding("N5-orm-cost", "SQLAlchemy's async engine keeps up with raw asyncpg on lookups", "lookup/async/sqlalchemy-async",
-            "lookup/async/asyncpg", "rps", ">=", 0.8, False, "(not in the article: the cost of the ORM layer)",
-            "Core adds Python work per query on the same asyncpg connection."),
+            "lookup/async/asyncpg", "rps", ">=", False, "(not in the article: the cost of the ORM layer)",
+            "Core adds Python work per query over its own pool of asyncpg connections.",
+            threshold=0.8, threshold_reason="'keeps up': within 20%"),
 )
+FINDINGS_BY_ID = {finding.id: finding for finding in FINDINGS}
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The server shape and load a profile declares: what the findings' thresholds are derived from."""
+
+    shape: ServerShape
+    concurrency: int
+
+    @classmethod
+    def from_run(cls, run: dict[str, Any]) -> Declared | None:
+        profile = run.get("profile") or {}
+        declared = profile.get("declared") or profile
+        try:
+            shape = ServerShape.declared(int(declared["threadpool_tokens"]), int(declared["pool_max"]))
+            return cls(shape, int(declared["concurrency"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The threshold a finding is judged against, and where it came from."""
+
+    threshold: float | None  # None: the claim cannot be tested at this shape
+    model_ratio: float | None  # Little's law at the declared shape, when the threshold comes from it
+    reason: str
+
+
+def scenario_of(case: str) -> Scenario | None:
+    """The catalogue scenario of a case key (``file/sync/open[large.bin]`` -> ``file/sync/open``)."""
+    return SCENARIOS_BY_ID.get(case.split("[", 1)[0])
+
+
+def _from_model(finding: Finding, ratio: float, where: str) -> Bar:
+    effect = ratio if finding.op == ">=" else 1 / ratio
+    if effect < MIN_EFFECT:
+        return Bar(None, ratio, f"{where} Little's law predicts a ratio of {ratio:.3g}, less than a {MIN_EFFECT:g}x "
+                   "effect: this setup cannot test the claim")
+    threshold = math.sqrt(ratio)
+    return Bar(threshold, ratio, f"{where} Little's law predicts {ratio:.3g}; the claim holds when at least half that "
+               f"effect shows on a log scale: sqrt({ratio:.3g}) = {threshold:.3g}")
+
+
+def loop_queue_ratio(concurrency: int, blocking_rps: float, ping_ms: float) -> float:
+    """/ping under a loop-blocking route over /ping under its twin: 1 + c / (X * ping) (see the module docstring)."""
+    return 1 + concurrency / (blocking_rps * ping_ms / 1000)
+
+
+def bar(finding: Finding, declared: Declared | None, concurrency: int, loop_queue: float | None = None) -> Bar:
+    """The finding's threshold at ``concurrency`` clients: the claim's own, or derived from the model.
+
+    ``loop_queue`` is the measured loop-queue ratio (``loop_queue_ratio``), which /ping findings need.
+    """
+    if finding.threshold is not None:
+        return Bar(finding.threshold, None, finding.threshold_reason)
+    if finding.metric == "ping_p50_ms":
+        if loop_queue is None:
+            return Bar(None, None, "no round measured both the blocking route's throughput and the twin's /ping")
+        return _from_model(finding, loop_queue, f"with the event loop as the blocking route's bottleneck at c = {concurrency},")
+    num, den = scenario_of(finding.numerator), scenario_of(finding.denominator)
+    if declared is None or num is None or den is None:
+        return Bar(None, None, "the run does not record the profile's declared shape, so no threshold can be derived")
+    ratio = capacity(num, concurrency, declared.shape) / capacity(den, concurrency, declared.shape)
+    shape = (f"{declared.shape.threadpool_tokens} threadpool tokens, pools of "
+             f"{max(declared.shape.pool_max.values(), default=0)}, c = {concurrency}")
+    return _from_model(finding, ratio, f"at the profile's shape ({shape})")
 
 
 @dataclass(frozen=True)
 class Verdict:
     finding: Finding
     status: Status
-    ratio: float | None
-    numerator: float | None
-    denominator: float | None
+    ratio: Interval | None
+    bar: Bar | None
+    #: The model's ratio for the server actually measured (its /config and measured W, or the loop queue).
     predicted_ratio: float | None
+    #: For a pass: whether the ratio is within the model's band around ``predicted_ratio`` (None: no prediction).
+    explained: bool | None
+    numerator: Interval | None
+    denominator: Interval | None
+    rounds: int
     reason: str
+
+    @property
+    def threshold(self) -> float | None:
+        return self.bar.threshold if self.bar else None
+
+    @property
+    def label(self) -> str:
+        text = self.status.upper()
+        return text + ", UNEXPLAINED" if self.status == "pass" and self.explained is False else text
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.finding.id, "title": self.finding.title, "claim": self.finding.claim,
-            "required": self.finding.required, "status": self.status, "ratio": self.ratio,
-            "numerator": self.numerator, "denominator": self.denominator,
-            "predicted_ratio": self.predicted_ratio, "reason": self.reason,
+            "required": self.finding.required, "status": self.status, "label": self.label,
+            "ratio": self.ratio.to_dict() if self.ratio else None, "threshold": self.threshold,
+            "model_ratio": self.bar.model_ratio if self.bar else None, "predicted_ratio": self.predicted_ratio,
+            "explained": self.explained, "rounds": self.rounds, "reason": self.reason,
         }
 
 
-def _latest(records: list[dict[str, Any]], concurrency: int | None = None) -> dict[str, dict[str, Any]]:
-    """The last measurement of each case: a main one, or any non-sweep one at ``concurrency``."""
-    if concurrency is None:
-        return {record["case"]: record for record in records if is_main(record)}
-    return {r["case"]: r for r in records if not r.get("sweep") and r.get("concurrency") == concurrency}
+def value(record: Record, metric: Metric) -> float | None:
+    return successful_rps(record) if metric == "rps" else ping_p50(record)
 
 
-def _value(record: dict[str, Any], metric: Metric) -> float | None:
-    if metric == "rps":
-        return (record.get("ab") or {}).get("requests_per_second")
-    return (record.get("ping") or {}).get("p50_ms")
-
-
-def unusable(record: dict[str, Any], metric: Metric) -> str | None:
+def unusable(record: Record, metric: Metric) -> str | None:
     """Why a measurement cannot support a verdict, or None if it can."""
     if record.get("error"):
         return f"`{record['case']}` failed: {record['error']}"
-    ab = record.get("ab") or {}
-    asked = ab.get("requests") or 0
-    bad = (ab.get("failed") or 0) + (ab.get("non_2xx") or 0)
-    if asked and bad / asked > MAX_ERROR_SHARE:
-        return f"`{record['case']}` had {bad} failed or non-2xx responses of {asked}"
+    if too_many_errors(record):
+        ab = record.get("ab") or {}
+        bad = int(ab.get("failed") or 0) + int(ab.get("non_2xx") or 0)
+        return f"`{record['case']}` had {bad} failed or non-2xx responses of {ab.get('requests')}"
     if metric == "ping_p50_ms" and (record.get("ping") or {}).get("count", 0) < MIN_PING_SAMPLES:
         return f"`{record['case']}` has fewer than {MIN_PING_SAMPLES} /ping samples"
-    if _value(record, metric) is None:
+    if value(record, metric) is None:
         return f"`{record['case']}` has no {metric}"
     return None
 
 
-def _predicted(record: dict[str, Any], metric: Metric) -> float | None:
-    return (record.get("model") or {}).get("rps") if metric == "rps" else None
+def records_for(finding: Finding, case: str, records: Iterable[Record]) -> dict[int, Record]:
+    """The measurements a finding judges for one of its cases, by round (the last one per round)."""
+    if finding.concurrency:
+        chosen = (r for r in records if r["case"] == case and not r.get("sweep") and r.get("concurrency") == finding.concurrency)
+    else:
+        chosen = (r for r in records if r["case"] == case and is_main(r))
+    return {int(r.get("round", 0)): r for r in chosen}
 
 
-def _explain(finding: Finding, num: dict[str, Any], den: dict[str, Any], predicted_ratio: float | None, holds_in_theory: bool | None) -> str:
-    """Why a finding failed, from the model's bounds and the measurements' efficiency and CPU use."""
-    cpu = [f"{r['case']} kept the server's CPU {r['cpu_utilisation']:.0%} busy" for r in (num, den) if (r.get("cpu_utilisation") or 0) > 0.85]
+def _explain_fail(finding: Finding, nums: list[Record], dens: list[Record], predicted: float | None) -> str:
+    """Why a finding missed, from the model's bounds and the measurements' efficiency and CPU use."""
+    def cpu_note(records: list[Record]) -> str | None:
+        busy = median([u for r in records if (u := r.get("cpu_utilisation")) is not None])
+        return f"`{records[0]['case']}` kept the server's CPU {busy:.0%} busy" if busy is not None and busy > CPU_BUSY else None
+
+    cpu = [note for note in (cpu_note(nums), cpu_note(dens)) if note]
     if finding.metric != "rps":
-        pings = "; ".join(f"median /ping {_value(r, finding.metric):.1f} ms under {r['case']} (c = {r['concurrency']})" for r in (num, den))
-        return f"{pings}. " + ("; ".join(cpu) + ": a saturated CPU delays /ping whatever the driver. " if cpu else "") + finding.why
-    bound_num = (num.get("model") or {}).get("bound")
-    bound_den = (den.get("model") or {}).get("bound")
-    bounds = f"the model has `{finding.numerator}` bound by {bound_num} and `{finding.denominator}` by {bound_den}"
-    if predicted_ratio is None:
+        return ("; ".join(cpu) + ": a saturated CPU delays /ping whatever the driver. " if cpu else "") + finding.why
+    bounds = (f"the model has `{finding.numerator}` bound by {(nums[0].get('model') or {}).get('bound')} and "
+              f"`{finding.denominator}` by {(dens[0].get('model') or {}).get('bound')}")
+    if predicted is None:
         return f"No prediction for one side; {bounds}. {finding.why}"
-    if holds_in_theory is False:
-        return f"Theory agrees it should not hold here: {bounds} (predicted ratio {predicted_ratio:.2f}). {finding.why}"
-    effs = [f"{r['case']} reached {r['efficiency']:.0%} of its prediction" for r in (num, den) if r.get("efficiency")]
-    return f"{bounds} (predicted ratio {predicted_ratio:.2f}); " + "; ".join(effs + cpu) + f". {finding.why}"
+    if not finding.holds(predicted, math.sqrt(predicted) if finding.threshold is None else finding.threshold):
+        return f"The model agrees for this server: {bounds}, predicted ratio {predicted:.3g}. {finding.why}"
+    return f"{bounds}, predicted ratio {predicted:.3g}" + ("; " + "; ".join(cpu) if cpu else "") + f". {finding.why}"
 
 
-def evaluate(finding: Finding, records: list[dict[str, Any]]) -> Verdict:
-    """Judge one finding on the main measurements of a run."""
-    latest = _latest(records, finding.concurrency)
-    num, den = latest.get(finding.numerator), latest.get(finding.denominator)
-    if num is None or den is None:
-        missing = [case for case, record in ((finding.numerator, num), (finding.denominator, den)) if record is None]
-        return Verdict(finding, "not measured", None, None, None, None, "not in this run: " + ", ".join(missing))
-    for record in (num, den):
-        if (why := unusable(record, finding.metric)) is not None:
-            return Verdict(finding, "inconclusive", None, _value(num, finding.metric), _value(den, finding.metric), None, why)
-    if finding.needs_concurrency_above_threadpool and num["concurrency"] <= num.get("threadpool_tokens", 0):
-        return Verdict(finding, "inconclusive", None, None, None, None,
-                       f"ran with {num['concurrency']} clients, not above the threadpool's {num['threadpool_tokens']} tokens")
-    a, b = _value(num, finding.metric), _value(den, finding.metric)
-    assert a is not None and b is not None
-    compare = operator.ge if finding.op == ">=" else operator.le
-    ratio = a / b if b else float("inf")
-    pa, pb = _predicted(num, finding.metric), _predicted(den, finding.metric)
-    predicted_ratio = pa / pb if pa and pb else None
-    holds_in_theory = compare(predicted_ratio, finding.threshold) if predicted_ratio is not None else None
-    status: Status = "pass" if compare(ratio, finding.threshold) else "fail"
-    reason = finding.why if status == "pass" else _explain(finding, num, den, predicted_ratio, holds_in_theory)
-    return Verdict(finding, status, ratio, a, b, predicted_ratio, reason)
+def evaluate(finding: Finding, records: list[Record], declared: Declared | None) -> Verdict:
+    """Judge one finding on every round in which both of its cases were measured."""
+    nums, dens = records_for(finding, finding.numerator, records), records_for(finding, finding.denominator, records)
+    if not nums or not dens:
+        missing = [case for case, found in ((finding.numerator, nums), (finding.denominator, dens)) if not found]
+        return Verdict(finding, "not measured", None, None, None, None, None, None, 0, "not in this run: " + ", ".join(missing))
+    concurrency = int(next(iter(nums.values())).get("concurrency") or 0)
+    both = sorted(nums.keys() & dens.keys())
+    loop_queue = median([loop_queue_ratio(concurrency, x, ping) for rnd in both
+                         if (x := successful_rps(nums[rnd])) and (ping := ping_p50(dens[rnd]))])
+    the_bar = bar(finding, declared, concurrency, loop_queue)
+    problems = [why for r in [*nums.values(), *dens.values()] if (why := unusable(r, finding.metric))]
+    pairs = [(a, b) for rnd in both
+             if unusable(nums[rnd], finding.metric) is None and unusable(dens[rnd], finding.metric) is None
+             and (a := value(nums[rnd], finding.metric)) is not None and (b := value(dens[rnd], finding.metric)) is not None]
+    ratio = ratio_interval(pairs)
+    num_side = _side(nums.values(), finding.metric)
+    den_side = _side(dens.values(), finding.metric)
+    predicted = loop_queue
+    if finding.metric == "rps":
+        predicted = median([pa / pb for rnd in both if (pa := predicted_rps(nums[rnd])) and (pb := predicted_rps(dens[rnd]))])
+
+    def verdict(status: Status, reason: str, explained: bool | None = None) -> Verdict:
+        return Verdict(finding, status, ratio, the_bar, predicted, explained, num_side, den_side, len(pairs), reason)
+
+    if the_bar.threshold is None:
+        return verdict("not applicable", the_bar.reason)
+    if ratio is None:
+        return verdict("inconclusive", "no round with both cases usable: " + "; ".join(problems[:2]))
+    if not ratio.bounded:
+        return verdict("inconclusive", f"one usable round gives no interval ({'; '.join(problems[:1]) or 'one repetition'})")
+    threshold = the_bar.threshold
+    passed = ratio.low >= threshold if finding.op == ">=" else ratio.high <= threshold
+    failed = ratio.high < threshold if finding.op == ">=" else ratio.low > threshold
+    if passed:
+        explained = None
+        if predicted:
+            explained = ratio.high >= predicted / MODEL_BAND and ratio.low <= predicted * MODEL_BAND
+        reason = finding.why
+        if explained is False:
+            reason = (f"pass, unexplained: the ratio's interval [{ratio.low:.3g}, {ratio.high:.3g}] lies outside "
+                      f"{MODEL_BAND:g}x of the model's {predicted:.3g} for this server. {finding.why}")
+        return verdict("pass", reason, explained)
+    if failed:
+        return verdict("fail", _explain_fail(finding, list(nums.values()), list(dens.values()), predicted))
+    return verdict("inconclusive", f"the interval [{ratio.low:.3g}, {ratio.high:.3g}] over {len(pairs)} rounds straddles "
+                   f"the threshold {threshold:.3g}")
 
 
-def evaluate_all(records: list[dict[str, Any]], findings: tuple[Finding, ...] = FINDINGS) -> list[Verdict]:
-    return [evaluate(finding, records) for finding in findings]
+def _side(records: Iterable[Record], metric: Metric) -> Interval | None:
+    return interval([v for r in records if unusable(r, metric) is None and (v := value(r, metric)) is not None])
+
+
+def evaluate_all(records: list[Record], run: dict[str, Any], findings: tuple[Finding, ...] = FINDINGS) -> list[Verdict]:
+    declared = Declared.from_run(run)
+    return [evaluate(finding, records, declared) for finding in findings]
 
 
 def required_failures(verdicts: list[Verdict]) -> list[Verdict]:
-    """Required findings that failed or could not be judged on what was measured."""
-    return [v for v in verdicts if v.finding.required and v.status in ("fail", "inconclusive")]
+    """Required findings that failed."""
+    return [v for v in verdicts if v.finding.required and v.status == "fail"]
+
+
+def required_unsettled(verdicts: list[Verdict]) -> list[Verdict]:
+    """Required findings that could not be judged: inconclusive, or not measured in this run."""
+    return [v for v in verdicts if v.finding.required and v.status in ("inconclusive", "not measured")]

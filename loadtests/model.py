@@ -26,7 +26,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from app.catalogue import STEPS, Scenario, Style
+from app.catalogue import DRIVERS, STEPS, Scenario, Style
+from loadtests.summary import CaseSummary
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,12 @@ class ServerShape:
             workers=int(config.get("workers", 1)),
             cpu_count=int(config.get("cpu_count") or 1),
         )
+
+    @classmethod
+    def declared(cls, threadpool_tokens: int, pool_max: int, workers: int = 1, cpu_count: int = 1) -> ServerShape:
+        """The shape a profile asks for: every pooled driver of the catalogue with the same pool size."""
+        pools = {driver.name: pool_max for driver in DRIVERS if driver.pooled}
+        return cls(threadpool_tokens=threadpool_tokens, pool_max=pools, workers=workers, cpu_count=cpu_count)
 
     @property
     def default_executor_threads(self) -> int:
@@ -104,6 +111,15 @@ def bounds(scenario: Scenario, concurrency: int, shape: ServerShape) -> list[Bou
     return found
 
 
+def capacity(scenario: Scenario, concurrency: int, shape: ServerShape) -> float:
+    """Requests ``scenario`` can have in service at once: the scarcest resource's slots over its share of W.
+
+    With equal W, the ratio of two scenarios' capacities is the ratio of their throughputs that
+    Little's law predicts; findings derive their thresholds from it.
+    """
+    return min(bound.slots / bound.hold_fraction for bound in bounds(scenario, concurrency, shape))
+
+
 def predict(
     scenario: Scenario,
     concurrency: int,
@@ -124,6 +140,43 @@ def predict(
         latency_ms=latency_s * 1000,
         bounds=rates,
     )
+
+
+#: Efficiency (measured / predicted) outside this band gets an explanation in the report.
+LOW_EFFICIENCY, HIGH_EFFICIENCY = 0.5, 1.5
+#: A server this busy (CPU seconds per wall second, per worker) is CPU-bound, whatever Little's law says.
+CPU_BUSY = 0.85
+
+
+def explain(case: CaseSummary) -> str:
+    """Why a case is far from its prediction, or what went wrong with it ('' when nothing needs saying)."""
+    notes = []
+    if case.errors:
+        notes.append(f"error in {len(case.errors)} of {case.repetitions} rounds: " + " ".join(case.errors[0].split())[:140])
+    share = case.worst_error_share
+    if case.failures and share is not None:
+        tail = ": its throughput counts only the successful ones" if case.too_many_errors else ""
+        notes.append(f"{case.failures} failed/non-2xx responses (up to {share:.1%} of a round){tail}")
+    measured, cpu, bound = case.efficiency, case.cpu_utilisation, case.bound
+    if measured is not None and measured < LOW_EFFICIENCY:
+        if cpu is not None and cpu > CPU_BUSY:
+            notes.append(f"CPU-bound: the server kept {cpu:.0%} of a core busy, so its {bound} bound is never reached")
+        elif bound == "threadpool":
+            notes.append(f"threadpool knee: {case.concurrency} clients queue for the threads, and each hand-off costs more than W shows")
+        elif bound and bound.startswith("pool"):
+            notes.append(f"pool knee: clients queue for the {bound.removeprefix('pool ')} pool's connections; "
+                         "acquiring under contention costs more than W shows")
+        elif bound == "event loop":
+            notes.append("the blocked loop also delays accepting and answering, beyond the blocking call itself")
+        else:
+            notes.append(f"far below the {bound} bound: something the model does not count binds "
+                         "(CPU, the GIL, Postgres, ab on the same cores)")
+    elif measured is not None and measured > HIGH_EFFICIENCY:
+        notes.append(f"faster than predicted: W, measured with one client and a new connection per request, "
+                     f"overstates how long the {bound} is held")
+    if case.outlier_rounds:
+        notes.append("outlier round(s) " + ", ".join(str(r + 1) for r in case.outlier_rounds) + " (kept)")
+    return "; ".join(notes)
 
 
 def efficiency(measured_rps: float | None, predicted: Prediction) -> float | None:

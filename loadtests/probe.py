@@ -1,34 +1,49 @@
-"""Side measurements: a single client's latency, and /ping latency while the load runs."""
+"""Side measurements: a single client's latency, and /ping latency while the load runs.
+
+The /ping probe is open-loop (wrk2's answer to coordinated omission): it sends on a fixed
+schedule whether or not earlier probes have answered, and times each probe from the moment
+it was *scheduled*. A probe that waits for its answer before sending the next would take
+two samples during a 2 s stall and call it a short one; this one takes a hundred, and each
+of them reports the stall it sat in.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
+from loadtests.stats import percentiles
 
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+#: Probes are sent this often by default: 50 a second costs the server little next to ab's load.
+PING_INTERVAL_S = 0.02
 
 
-def summarise(latencies_ms: list[float], errors: int) -> dict[str, Any]:
+class PingSummary(TypedDict):
+    """/ping latencies of one measurement, in ms from each probe's scheduled send time."""
+
+    count: int
+    errors: int
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    interval_ms: float
+    #: How late the probe's own sends ran behind the schedule at worst (the probe's own health).
+    max_send_lag_ms: float | None
+
+
+def summarise(latencies_ms: list[float], errors: int, interval_s: float, max_send_lag_ms: float | None) -> PingSummary:
+    p50, p90, p99 = percentiles(latencies_ms, (50, 90, 99))
     return {
-        "count": len(latencies_ms),
-        "errors": errors,
-        "p50_ms": percentile(latencies_ms, 50),
-        "p90_ms": percentile(latencies_ms, 90),
-        "p99_ms": percentile(latencies_ms, 99),
-        "max_ms": max(latencies_ms, default=None),
+        "count": len(latencies_ms), "errors": errors, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
+        "max_ms": max(latencies_ms, default=None), "interval_ms": interval_s * 1000, "max_send_lag_ms": max_send_lag_ms,
     }
 
 
@@ -61,34 +76,65 @@ def measure_uncontended(url: str, *, min_requests: int = 3, min_seconds: float =
 
 
 class PingProbe:
-    """Hits ``/ping`` every ``interval`` seconds from a thread, recording each latency."""
+    """Sends ``GET /ping`` every ``interval`` seconds from its own thread and event loop, open-loop.
 
-    def __init__(self, base_url: str, interval: float = 0.1, timeout: float = 60.0) -> None:
+    Usage::
+
+        with PingProbe("http://127.0.0.1:8000") as probe:
+            ...  # the load
+        probe.summary()["p50_ms"]
+
+    Leaving the block stops the schedule and waits up to ``drain_timeout`` for probes still in
+    flight: those are the ones a stalled server held, and they count.
+    """
+
+    def __init__(self, base_url: str, interval: float = PING_INTERVAL_S, *, timeout: float = 60.0,
+                 drain_timeout: float = 30.0) -> None:
         self.url = f"{base_url}/ping"
         self.interval = interval
         self.timeout = timeout
+        self.drain_timeout = drain_timeout
         self.latencies_ms: list[float] = []
         self.errors = 0
+        self.max_send_lag_ms: float | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ping-probe", daemon=True)
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="ping-probe", daemon=True)
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=self.timeout, headers={"Connection": "close"}) as client:
+    async def _one(self, client: httpx.AsyncClient, scheduled: float) -> None:
+        try:
+            ok = (await client.get(self.url)).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if ok:
+            self.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
+        else:
+            self.errors += 1
+
+    async def _run(self) -> None:
+        # A connection per probe, like ab without -k; no pool limit, so a stall queues probes at the server, not here.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=self.timeout, headers={"Connection": "close"}, limits=limits) as client:
+            tasks: set[asyncio.Task[None]] = set()
+            start, sent, worst_lag = time.perf_counter(), 0, 0.0
             while not self._stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    ok = client.get(self.url).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                elapsed = time.perf_counter() - t0
-                if ok:
-                    self.latencies_ms.append(elapsed * 1000)
-                else:
-                    self.errors += 1
-                self._stop.wait(max(0.0, self.interval - elapsed))
+                scheduled = start + sent * self.interval
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                worst_lag = max(worst_lag, time.perf_counter() - scheduled)
+                task = asyncio.create_task(self._one(client, scheduled))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            self.max_send_lag_ms = worst_lag * 1000 if sent else None
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+                for task in pending:
+                    task.cancel()
+                self.errors += len(pending)
 
-    def summary(self) -> dict[str, Any]:
-        return summarise(self.latencies_ms, self.errors)
+    def summary(self) -> PingSummary:
+        return summarise(self.latencies_ms, self.errors, self.interval, self.max_send_lag_ms)
 
     def __enter__(self) -> PingProbe:
         self._thread.start()
@@ -96,4 +142,4 @@ class PingProbe:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
-        self._thread.join(self.timeout + 1)
+        self._thread.join(self.drain_timeout + self.timeout + 1)

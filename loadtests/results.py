@@ -1,25 +1,15 @@
-"""A run folder: what was measured, written as it is measured.
+"""A run folder: what was measured, written as it is measured, and the typed record of one measurement.
 
 Layout of ``runs/<stamp>-<profile>/``:
 
 - ``run.json``: the profile, the command line, the environment, and the ``/config`` of each
   server the run started (rewritten whenever one is added);
-- ``results.jsonl``: one JSON object per finished measurement, appended and fsynced at once,
-  so a crash or Ctrl-C keeps everything measured so far;
-- ``report.md`` and ``*.png``: rendered from the two files above (also after a partial run);
+- ``results.jsonl``: one ``Record`` per finished measurement, appended and fsynced at once,
+  so a crash, Ctrl-C or SIGTERM keeps everything measured so far. Every repetition of a case
+  is its own line, told apart by ``round``;
+- ``report.md``, ``report.html`` and ``*.png``: rendered from the two files above (also after
+  a partial run, and again by ``iobench-load report RUN_DIR``);
 - ``server-*.log``: the service's own output, one file per server started.
-
-A measurement record (``results.jsonl`` line) holds: ``case`` (key, e.g. ``file/sync/open[large.bin]``),
-the scenario's fields (``Scenario.to_dict()``: ``id``, ``workload``, ``style``, ``driver``, ``twin``,
-``kind``, ``path``, ``parameters``, ``pooled``, ``article_case``, ``demonstrates``), ``query`` (dict), ``sweep`` (bool),
-``concurrency``, ``requests``, ``keepalive``, ``server`` (index into run.json's servers),
-``threadpool_tokens``, ``uncontended_ms`` (W, one client), ``cpu_ms_per_request`` (or null),
-``ab`` (AbResult.to_dict() or null), ``model`` (Prediction.to_dict()), ``efficiency``
-(measured / predicted rps or null), ``ping`` (side-client latency summary during the run:
-``count``, ``errors``, ``p50_ms``, ``p90_ms``, ``p99_ms``, ``max_ms``), ``cpu_utilisation``
-(server CPU seconds / wall seconds during the run, or null), ``for_finding`` (null, or the id
-of the finding that asked for this extra measurement at its own concurrency), ``started`` (ISO time),
-``duration_s``, and ``error`` (null, or what went wrong for this case).
 """
 
 from __future__ import annotations
@@ -28,16 +18,96 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+
+from loadtests.probe import PingSummary
 
 RESULTS = "results.jsonl"
 RUN = "run.json"
 REPORT = "report.md"
+HTML_REPORT = "report.html"
+
+#: A measurement whose failed + non-2xx share is above this says nothing about throughput.
+MAX_ERROR_SHARE = 0.01
 
 
-def is_main(record: dict[str, Any]) -> bool:
+class Record(TypedDict, total=False):
+    """One measurement: one case, at one concurrency, in one round (a ``results.jsonl`` line)."""
+
+    # The case: its key (the scenario id, plus ``[file]`` for file cases) and the scenario's fields.
+    case: str
+    id: str
+    workload: str
+    style: str
+    driver: str
+    twin: str | None
+    kind: str
+    path: str
+    parameters: list[str]
+    pooled: bool
+    article_case: int | None
+    demonstrates: str
+    query: dict[str, str]
+    # Why and when it was measured.
+    round: int  # the repetition: cases of one round share a time window, so ratios pair within it
+    sweep: bool  # a point of a concurrency sweep
+    for_finding: str | None  # a finding's own concurrency (not the profile's)
+    concurrency: int
+    requests: int | None
+    keepalive: bool
+    server: int  # index into run.json's servers
+    threadpool_tokens: int
+    started: str
+    duration_s: float
+    error: str | None
+    # What was measured.
+    uncontended_ms: float | None  # W: one client, one request at a time
+    model: dict[str, Any] | None  # model.Prediction.to_dict()
+    efficiency: float | None  # successful rps / predicted rps
+    ab: dict[str, Any] | None  # ab.AbResult.to_dict()
+    ping: PingSummary | None
+    cpu_utilisation: float | None  # server CPU seconds / wall seconds during the ab run
+    cpu_ms_per_request: float | None
+
+
+def is_main(record: Record) -> bool:
     """A measurement at the profile's concurrency (not a sweep point, not a finding's extra)."""
     return not record.get("sweep") and not record.get("for_finding")
+
+
+def successful_rps(record: Record | None) -> float | None:
+    """Successful (2xx) responses per second: iobench's throughput. None without a result."""
+    if record is None or record.get("error"):
+        return None
+    value = (record.get("ab") or {}).get("successful_per_second")
+    return value if value is not None and value > 0 else None
+
+
+def failures(record: Record) -> int | None:
+    """ab's failed plus non-2xx responses, or None when ab gave no result."""
+    result = record.get("ab")
+    if not result:
+        return None
+    return int(result.get("failed") or 0) + int(result.get("non_2xx") or 0)
+
+
+def error_share(record: Record) -> float | None:
+    """Failed and non-2xx responses as a share of the requests asked for."""
+    bad = failures(record)
+    if bad is None:
+        return None
+    asked = (record.get("ab") or {}).get("requests") or record.get("requests") or 0
+    return min(1.0, bad / asked) if asked else 1.0
+
+
+def too_many_errors(record: Record) -> bool:
+    share = error_share(record)
+    return share is not None and share > MAX_ERROR_SHARE
+
+
+def predicted_rps(record: Record | None) -> float | None:
+    value = ((record or {}).get("model") or {}).get("rps")
+    return value if value is not None and value > 0 else None
 
 
 def default_run_dir(profile: str, root: Path = Path("runs")) -> Path:
@@ -67,7 +137,7 @@ class RunFolder:
         self.write_run()
         return len(servers) - 1
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
         with open(self.path / RESULTS, "a", encoding="utf-8") as file:
             file.write(json.dumps(record, default=str) + "\n")
             file.flush()
@@ -77,16 +147,19 @@ class RunFolder:
         return self.path / f"server-{name}.log"
 
 
-def read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_run(path: Path) -> tuple[dict[str, Any], list[Record]]:
     """run.json and every complete line of results.jsonl (a torn last line is skipped)."""
     run = json.loads((path / RUN).read_text()) if (path / RUN).exists() else {}
-    records = []
+    records: list[Record] = []
     if (path / RESULTS).exists():
         for line in (path / RESULTS).read_text().splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict):
+                record.setdefault("round", 0)  # runs written before repetitions had one round
+                records.append(record)  # type: ignore[arg-type]  # JSON as written by append()
     return run, records
 
 

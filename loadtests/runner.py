@@ -1,16 +1,22 @@
-"""The harness loop: start the service, measure each case with ab, record it at once.
+"""The harness loop: rounds of cases, each measured with ab and recorded at once.
 
-For each case: measure W with one client, predict throughput with Little's law, size the
-run so it lasts about ``measure_seconds``, warm up, then run ab while a side client probes
-/ping. Cases that use a connection pool get a fresh server per driver, so one driver's idle
-connections never crowd the next one out of a shared Postgres.
+A run is ``repeat`` rounds. A round measures every case once, on fresh servers: one per
+pooled driver (so one driver's idle connections never crowd the next one out of a shared
+Postgres) and one for everything else. Odd rounds go through the servers and their cases in
+reverse (A B, then B A), so slow drift on a shared machine hits both sides of a finding
+alike, and the findings pair their two cases round by round. When a required finding is
+still inconclusive after the rounds, its two cases get more rounds (at the checkpoints in
+``CHECKPOINTS``, up to the profile's ``max_repeat``). Sweep points follow the rounds.
+
+Per measurement: W with one client (once per case), Little's law's prediction, a warm-up,
+then ab sized to last about ``measure_seconds`` while an open-loop probe sends /ping.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,20 +25,29 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from app.settings import Settings
 from loadtests.ab import AbError, run_ab
 from loadtests.environment import cpu_seconds
-from loadtests.findings import FINDINGS, Finding
-from loadtests.model import Prediction, ServerShape, efficiency, predict
+from loadtests.errors import HarnessError
+from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
+from loadtests.model import Prediction, ServerShape, capacity, efficiency, predict
 from loadtests.probe import PingProbe, Uncontended, measure_uncontended
 from loadtests.profiles import Case, Profile
-from loadtests.results import RunFolder
+from loadtests.results import Record, RunFolder, successful_rps
+from loadtests.stats import median
 from loadtests.server import ServiceProcess, tail
 
+#: Rounds an inconclusive required finding grows to, one checkpoint at a time.
+CHECKPOINTS = (3, 5, 8, 10)
+#: /ping probes a measurement lasts for at least (findings need MIN_PING_SAMPLES of them).
+PROBES_PER_SAMPLE = 30
+#: Seconds to start a server and open its pools, for the ETA.
+SERVER_START_S = 1.5
 
-class ServiceDied(RuntimeError):
+
+class ServiceDied(HarnessError):
     """The service stopped answering mid-run; the message names the case and the log's tail."""
 
 
@@ -40,6 +55,7 @@ class ServiceDied(RuntimeError):
 class Job:
     case: Case
     concurrency: int
+    round: int = 0
     sweep: bool = False
     for_finding: str | None = None
 
@@ -48,6 +64,9 @@ class Job:
         """Jobs of one group share a server: one per pooled driver, one for everything else."""
         driver = self.case.scenario.driver
         return driver.name if driver.pooled else "local"
+
+    def again(self, round: int) -> Job:
+        return Job(self.case, self.concurrency, round, self.sweep, self.for_finding)
 
 
 @dataclass
@@ -59,7 +78,6 @@ class Served:
     config: dict[str, Any]
     index: int
     process: ServiceProcess | None = None
-    uncontended: dict[str, Uncontended] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -85,6 +103,27 @@ def finding_jobs(jobs: list[Job], findings: tuple[Finding, ...] = FINDINGS) -> l
     return extra
 
 
+def rounds(jobs: list[Job], first: int, last: int) -> list[list[Job]]:
+    """``jobs`` once per round ``first``..``last`` - 1, each round split by server group, odd rounds reversed."""
+    grouped: dict[str, list[Job]] = {}
+    for job in jobs:
+        grouped.setdefault(job.group, []).append(job)
+    order = list(grouped.values())
+    batches = []
+    for number in range(first, last):
+        reverse = number % 2 == 1
+        for group in reversed(order) if reverse else order:
+            batch = [job.again(number) for job in group]
+            batches.append(batch[::-1] if reverse else batch)
+    return batches
+
+
+def jobs_of(findings: list[Finding], jobs: list[Job]) -> list[Job]:
+    """The planned jobs a finding judges: its two cases at its concurrency (the profile's by default)."""
+    wanted = {(case, f.concurrency) for f in findings for case in (f.numerator, f.denominator)}
+    return [job for job in jobs if not job.sweep and (job.case.key, job.for_finding and job.concurrency) in wanted]
+
+
 def server_settings(base: Settings, profile: Profile) -> Settings:
     """``base`` with the profile's threadpool, pools and bounds."""
     return base.model_copy(update={
@@ -100,45 +139,65 @@ def server_settings(base: Settings, profile: Profile) -> Settings:
 def fetch_config(url: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/config", timeout=10)
     response.raise_for_status()
-    return response.json()
+    config: dict[str, Any] = response.json()
+    return config
 
 
 def requests_for(profile: Profile, rate: float, concurrency: int, override: int | None) -> int:
     """Enough requests to last about ``measure_seconds`` at ``rate`` (the warm-up's), never fewer than c."""
     if override or profile.fixed_requests:
         return max(override or profile.fixed_requests or 0, concurrency)
-    sized = round(rate * profile.measure_seconds)
+    # Long enough for the /ping probe to take the samples a /ping finding needs, whatever measure_seconds says.
+    sized = round(rate * max(profile.measure_seconds, PROBES_PER_SAMPLE * profile.ping_interval))
     return max(concurrency, profile.min_requests, min(sized, profile.max_requests))
 
 
-class Harness:
-    """Runs ``jobs`` and appends one record per job to the run folder."""
+class Estimates:
+    """Expected seconds per job, for the ETA: what the case took last time, else Little's law on a guessed W."""
 
-    def __init__(self, profile: Profile, jobs: list[Job], folder: RunFolder, console: Console, *,
-                 settings: Settings, target: str | None = None, keepalive: bool = False, requests: int | None = None) -> None:
+    def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self.jobs = jobs
-        self.folder = folder
-        self.console = console
-        self.settings = settings
-        self.target = target
-        self.keepalive = keepalive
-        self.requests = requests
-        self.measured = 0
+        self.shape = ServerShape.declared(profile.threadpool_tokens, profile.pool_max)
+        self.taken: dict[tuple[str, int], float] = {}
 
-    def groups(self) -> list[tuple[str, list[Job]]]:
-        if self.target:
-            return [("target", self.jobs)]
-        grouped: dict[str, list[Job]] = {}
-        for job in self.jobs:
-            grouped.setdefault(job.group, []).append(job)
-        return list(grouped.items())
+    def __call__(self, job: Job) -> float:
+        if (known := self.taken.get((job.case.key, job.concurrency))) is not None:
+            return known
+        waits = "seconds" in job.case.scenario.workload.parameters
+        w = 2 * self.profile.seconds + 0.005 if waits else 0.01
+        rate = capacity(job.case.scenario, job.concurrency, self.shape) / w
+        requests = max(job.concurrency, self.profile.min_requests, round(rate * self.profile.measure_seconds))
+        return max(0.5, 3 * w) + 2 * min(job.concurrency, rate * w) / rate + requests / rate
+
+    def record(self, job: Job, seconds: float) -> None:
+        self.taken[(job.case.key, job.concurrency)] = seconds
+
+
+@dataclass
+class Harness:
+    """Runs the plan and appends one record per measurement to the run folder."""
+
+    profile: Profile
+    jobs: list[Job]
+    folder: RunFolder
+    console: Console
+    settings: Settings
+    target: str | None = None
+    keepalive: bool = False
+    requests: int | None = None
+    #: Judges the findings on what was measured so far (the run's findings and declared shape).
+    judge: Callable[[list[Record]], list[Verdict]] = field(default=lambda records: evaluate_all(records, {}))
+    records: list[Record] = field(default_factory=list)
+    uncontended: dict[str, Uncontended] = field(default_factory=dict)
+
+    @property
+    def measured(self) -> int:
+        return len(self.records)
 
     @contextmanager
     def serve(self, group: str) -> Iterator[Served]:
         if self.target:
             config = fetch_config(self.target)
-            self._warn_if_shaped_differently(config)
             yield Served(self.target, None, config, self.folder.add_server(config))
             return
         process = ServiceProcess(self.settings, self.folder.log_path(group))
@@ -146,68 +205,84 @@ class Harness:
             config = fetch_config(process.url)
             yield Served(process.url, process.pid, config, self.folder.add_server(config), process)
 
-    def _warn_if_shaped_differently(self, config: dict[str, Any]) -> None:
-        """A running target keeps its own threadpool and pools; the model uses them, but the
-        profile's findings assume its own shape, so say when they differ."""
-        shape = ServerShape.from_config(config)
-        pools = set(shape.pool_max.values())
-        if shape.threadpool_tokens != self.profile.threadpool_tokens or pools != {self.profile.pool_max}:
-            self.console.print(
-                f"[yellow]note:[/yellow] the target runs {shape.threadpool_tokens} threadpool tokens and pools of "
-                f"{', '.join(map(str, sorted(pools)))}; profile {self.profile.name} assumes {self.profile.threadpool_tokens} "
-                f"and {self.profile.pool_max}. Predictions use the target's; findings may judge a different setup."
-            )
-
     def run(self) -> None:
-        """Measure every job; raises ServiceDied, ServerError or KeyboardInterrupt, keeping what was recorded."""
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("ETA"), TimeRemainingColumn())
+        """Measure the plan; raises ServiceDied, ServerError or KeyboardInterrupt, keeping what was recorded."""
+        main = [job for job in self.jobs if not job.sweep]
+        sweeps = [job for job in self.jobs if job.sweep]
+        plan = rounds(main, 0, self.profile.repeat) + rounds(sweeps, 0, self.profile.sweep_repeat)
+        estimate = Estimates(self.profile)
+        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]} measured"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task("starting", total=len(self.jobs))
-            for group, jobs in self.groups():
-                progress.update(task, description=f"[dim]server for {group}[/dim]")
-                with self.serve(group) as served:
-                    for job in jobs:
-                        progress.update(task, description=escape(f"{job.case.key} c={job.concurrency}"))
-                        record = self.measure(job, served)
-                        self.folder.append(record)
-                        self.measured += 1
-                        progress.console.print(summary_line(record))
-                        progress.advance(task)
-                        troubled = record["error"] or (record["ab"] and record["ab"]["failed"])
-                        if troubled and not served.alive:
-                            log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"
-                            raise ServiceDied(f"the service stopped answering during {job.case.key}; its log ends:\n{log}")
+            total = sum(SERVER_START_S + sum(map(estimate, batch)) for batch in plan)
+            task = progress.add_task("starting", total=total, done=0)
+            self._batches(plan, progress, task, estimate)
+            done_rounds = self.profile.repeat
+            for checkpoint in (c for c in CHECKPOINTS if done_rounds < c <= self.profile.max_repeat):
+                unsettled = [v.finding for v in self.judge(self.records) if v.finding.required and v.status == "inconclusive"]
+                if not unsettled:
+                    break
+                extra = rounds(jobs_of(unsettled, main), done_rounds, checkpoint)
+                if not extra:
+                    break
+                names = ", ".join(f.id for f in unsettled)
+                progress.console.print(f"[yellow]inconclusive:[/yellow] {names}; measuring rounds {done_rounds + 1}-{checkpoint}")
+                progress.update(task, total=(progress.tasks[task].total or 0)
+                                + sum(SERVER_START_S + sum(map(estimate, batch)) for batch in extra))
+                self._batches(extra, progress, task, estimate)
+                done_rounds = checkpoint
 
-    def _uncontended(self, job: Job, served: Served, url: str) -> Uncontended:
-        """W, measured once per case and server (sweeps reuse it)."""
+    def _batches(self, batches: list[list[Job]], progress: Progress, task: TaskID, estimate: Estimates) -> None:
+        for batch in batches:
+            progress.update(task, description=f"[dim]round {batch[0].round + 1}: server for {batch[0].group}[/dim]")
+            with self.serve(batch[0].group) as served:
+                progress.advance(task, SERVER_START_S)
+                for job in batch:
+                    progress.update(task, description=escape(f"r{job.round + 1} {job.case.key} c={job.concurrency}"))
+                    expected = estimate(job)
+                    record = self.measure(job, served)
+                    self.folder.append(record)
+                    self.records.append(record)
+                    estimate.record(job, record.get("duration_s") or expected)
+                    progress.update(task, advance=expected, done=self.measured)
+                    progress.console.print(summary_line(record))
+                    troubled = record.get("error") or (record.get("ab") or {}).get("failed")
+                    if troubled and not served.alive:
+                        log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"
+                        raise ServiceDied(f"the service stopped answering during {job.case.key}; its log ends:\n{log}")
+
+    def _uncontended(self, job: Job, url: str) -> Uncontended:
+        """W, measured once per case (later rounds and sweeps reuse it)."""
         key = job.case.key
-        if key not in served.uncontended:
-            served.uncontended[key] = measure_uncontended(url, keepalive=self.keepalive)
-        return served.uncontended[key]
+        if key not in self.uncontended:
+            self.uncontended[key] = measure_uncontended(url, keepalive=self.keepalive)
+        return self.uncontended[key]
 
-    def measure(self, job: Job, served: Served) -> dict[str, Any]:
+    def measure(self, job: Job, served: Served) -> Record:
         shape = ServerShape.from_config(served.config)
         url = served.url + job.case.path()
-        record: dict[str, Any] = {
-            **job.case.to_dict(), "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
-            "keepalive": self.keepalive,
-            "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
+        record: Record = {
+            **job.case.to_dict(),  # type: ignore[typeddict-item]  # the scenario's fields, as Record declares them
+            "round": job.round, "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
+            "keepalive": self.keepalive, "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "requests": None, "uncontended_ms": None, "cpu_ms_per_request": None, "ab": None, "model": None,
             "efficiency": None, "ping": None, "cpu_utilisation": None, "duration_s": None, "error": None,
         }
         started = time.monotonic()
         try:
-            single = self._uncontended(job, served, url)
+            single = self._uncontended(job, url)
             if single.status != 200:
                 record["error"] = f"answered {single.status} to a single client: {single.body[:200]}"
                 return record
             prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape)
             record.update(uncontended_ms=single.latency_s * 1000, model=prediction.to_dict())
-            # Sized by what the warm-up achieved, not by the prediction: a CPU-bound case can fall
-            # far short of Little's law, and a run sized by the law would then last minutes.
-            rate = min(prediction.rps, self._warm_up(url, prediction, job.concurrency) or prediction.rps)
+            # Sized by what earlier rounds measured, else by the warm-up, never by the prediction: a
+            # CPU-bound case can fall far short of Little's law, and a run sized by it would last minutes.
+            warm = self._warm_up(url, prediction, job.concurrency)
+            measured_before = median([r for rec in self.records if rec["case"] == job.case.key
+                                      and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
+            rate = measured_before or min(prediction.rps, warm or prediction.rps)
             requests = requests_for(self.profile, rate, job.concurrency, self.requests)
             record["requests"] = requests
             # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
@@ -219,12 +294,12 @@ class Harness:
                                 time_limit_s=max(60.0, 4 * expected_s + timeout_s))
             wall = time.monotonic() - wall_before
             cpu_after = cpu_seconds(served.pid) if served.pid else None
-            record.update(ab=result.to_dict(), ping=probe.summary(),
-                          efficiency=efficiency(result.requests_per_second, prediction))
-            if cpu_before is not None and cpu_after is not None and result.complete:
+            record.update(ab=result.to_dict(), ping=probe.summary())
+            record["efficiency"] = efficiency(successful_rps(record), prediction)
+            if cpu_before is not None and cpu_after is not None and result.successful:
                 # The utilisation law: a server at ~100% of a core per worker is CPU-bound, whatever Little says.
                 record["cpu_utilisation"] = (cpu_after - cpu_before) / wall
-                record["cpu_ms_per_request"] = (cpu_after - cpu_before) * 1000 / result.complete
+                record["cpu_ms_per_request"] = (cpu_after - cpu_before) * 1000 / result.successful
         except (AbError, httpx.HTTPError) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
         finally:
@@ -239,19 +314,20 @@ class Harness:
         expected_s = 2 * clients / prediction.rps
         warm = run_ab(url, 2 * clients, clients, keepalive=self.keepalive, timeout_s=30,
                       time_limit_s=max(60.0, 4 * expected_s))
-        ok = warm.failed == 0 and warm.non_2xx == 0 and warm.requests_per_second > 0
-        return warm.requests_per_second if ok else None
+        ok = warm.failed == 0 and warm.non_2xx == 0 and warm.successful_per_second > 0
+        return warm.successful_per_second if ok else None
 
 
-def summary_line(record: dict[str, Any]) -> str:
+def summary_line(record: Record) -> str:
     """One console line per measurement (Rich markup; the case key's [file] is escaped)."""
-    head = escape(f"{record['case']:<44}") + f" c={record['concurrency']:<4}"
-    if record["error"]:
-        return f"{head} [red]error[/red]: {escape(record['error'][:160])}"
-    ab, model, ping = record["ab"], record["model"], record["ping"] or {}
-    bad = ab["failed"] + ab["non_2xx"]
-    eff = f"{record['efficiency']:.0%}" if record["efficiency"] else "-"
-    p90 = f"{ping['p90_ms']:.1f}" if ping.get("p90_ms") is not None else "-"
+    head = escape(f"r{record.get('round', 0) + 1} {record['case']:<44}") + f" c={record.get('concurrency'):<4}"
+    if record.get("error"):
+        return f"{head} [red]error[/red]: {escape(str(record['error'])[:160])}"
+    ab, model, ping = record.get("ab") or {}, record.get("model") or {}, record.get("ping") or {}
+    bad = int(ab.get("failed") or 0) + int(ab.get("non_2xx") or 0)
+    eff = f"{record['efficiency']:.0%}" if record.get("efficiency") else "-"
+    p50 = f"{ping['p50_ms']:.1f}" if ping.get("p50_ms") is not None else "-"
+    rps = successful_rps(record) or 0.0
     failures = f" [red]{bad} failed/non-2xx[/red]" if bad else ""
-    return (f"{head} n={ab['requests']:<6} {ab['requests_per_second']:>8.1f} rps  predicted {model['rps']:>8.1f} "
-            f"({model['bound']}) eff {eff:>5}  /ping p90 {p90} ms{failures}")
+    return (f"{head} n={ab.get('requests'):<6} {rps:>8.1f} rps  predicted {model.get('rps', 0):>8.1f} "
+            f"({model.get('bound')}) eff {eff:>5}  /ping p50 {p50} ms ({ping.get('count', 0)}){failures}")

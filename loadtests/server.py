@@ -14,9 +14,10 @@ from types import TracebackType
 import httpx
 
 from app.settings import Settings
+from loadtests.errors import HarnessError
 
 
-class ServerError(RuntimeError):
+class ServerError(HarnessError):
     """The service did not come up (the message carries the tail of its log)."""
 
 

@@ -33,11 +33,16 @@ def fixture(name: str) -> str:
 
 
 def result(**fields: object) -> AbResult:
+    """An AbResult whose successful count and rate follow from complete, failed and non_2xx."""
     defaults: dict[str, object] = dict(
         failed=0, non_2xx=0, failed_connect=0, failed_receive=0, failed_length=0,
         failed_exceptions=0, keepalive=False,
     )  # fmt: skip
-    return AbResult(**{**defaults, **fields})  # type: ignore[arg-type]
+    merged = {**defaults, **fields}
+    successful = max(0, int(merged["complete"]) - int(merged["failed"]) - int(merged["non_2xx"]))  # type: ignore[call-overload]
+    seconds = float(merged["total_seconds"])  # type: ignore[arg-type]
+    merged.update(successful=successful, successful_per_second=successful / seconds if seconds > 0 else NAN)
+    return AbResult(**merged)  # type: ignore[arg-type]
 
 
 def same(a: AbResult, b: AbResult) -> bool:

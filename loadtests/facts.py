@@ -1,0 +1,197 @@
+"""What a report says, as data: built from a run folder, judged by ``findings`` and ``model``, laid out by templates.
+
+Nothing here formats a number or decides a verdict: the templates format, and judgement
+lives in ``findings`` (verdicts) and ``model`` (predictions and their explanations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.catalogue import ARTICLE_CASES, WORKLOADS
+from loadtests.compare import ComparisonResult
+from loadtests.findings import Verdict, required_failures, required_unsettled
+from loadtests.model import explain
+from loadtests.results import Record, is_main, successful_rps
+from loadtests.stats import Interval, median, ratio_interval
+from loadtests.summary import CaseSummary, finding_cases, main_cases, sweep_cases
+
+#: The article's four cases (S = 3 s, ab -n 200 -c 100, AnyIO's 40 threads): rps as published.
+ARTICLE_RPS = {1: 5.53, 2: 0.17, 3: 11.06, 4: 8.29}
+ARTICLE_STYLES = {1: "sync", 2: "async-blocking", 3: "async", 4: "threadpool"}
+WAIT_CASES = {number: case for case, number in ARTICLE_CASES.items()}
+#: The same four styles on real Postgres: ``SELECT pg_sleep(S)`` through psycopg2 and asyncpg.
+PG_SLEEP_TWINS = {
+    1: "pg_sleep/sync/psycopg2",
+    2: "pg_sleep/async-blocking/psycopg2",
+    3: "pg_sleep/async/asyncpg",
+    4: "pg_sleep/threadpool/psycopg2",
+}
+#: The order reports present workloads and styles in.
+WORKLOAD_ORDER = tuple(workload.name for workload in WORKLOADS)
+STYLE_ORDER = ("sync", "async-blocking", "async", "threadpool", "threadpool-only")
+
+
+def workload_rank(workload: str) -> int:
+    return WORKLOAD_ORDER.index(workload) if workload in WORKLOAD_ORDER else len(WORKLOAD_ORDER)
+
+
+def style_rank(style: str) -> int:
+    return STYLE_ORDER.index(style) if style in STYLE_ORDER else len(STYLE_ORDER)
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """A case and the note explaining it."""
+
+    case: CaseSummary
+    note: str
+
+
+@dataclass(frozen=True)
+class WorkloadTable:
+    name: str
+    description: str
+    rows: list[CaseRow]
+
+
+@dataclass(frozen=True)
+class ArticleSide:
+    case: str
+    summary: CaseSummary | None
+    to_case_1: Interval | None
+    predicted_to_case_1: float | None
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    number: int
+    style: str
+    article_rps: float
+    article_to_case_1: float
+    wait: ArticleSide
+    twin: ArticleSide
+
+
+@dataclass(frozen=True)
+class Plot:
+    file: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything report.md and report.html show, in the order they show it."""
+
+    run: dict[str, Any]
+    profile: dict[str, Any]
+    environment: dict[str, Any]
+    server: dict[str, Any]
+    partial: str | None
+    verdicts: list[Verdict]
+    failed: list[Verdict]
+    unsettled: list[Verdict]
+    shape_warnings: list[str]
+    measurements: int
+    sweep_points: int
+    rounds: int
+    max_rounds: int
+    sample_seconds: float | None
+    ping_interval_ms: float | None
+    article: list[ArticleRow]
+    workloads: list[WorkloadTable]
+    extras: list[CaseRow]
+    sweeps: dict[str, list[CaseRow]]
+    plots: list[Plot] = field(default_factory=list)
+    plot_error: str | None = None
+    compare: ComparisonResult | None = None
+
+
+def partial_note(run: dict[str, Any], records: list[Record]) -> str | None:
+    planned, status = run.get("planned"), run.get("status")
+    if status in (None, "complete"):
+        return None
+    text = f"partial run: {len(records)} measurements of {planned} planned cases" if planned else f"partial run: {len(records)} measurements"
+    return text + f" (status: {status})"
+
+
+def shape_warnings(run: dict[str, Any]) -> list[str]:
+    """Where a server measured differs from the shape the profile declares (its findings' thresholds assume it)."""
+    declared = (run.get("profile") or {}).get("declared") or {}
+    warnings = []
+    for index, server in enumerate(run.get("servers") or []):
+        tokens, pools = server.get("threadpool_tokens"), {p.get("max") for p in (server.get("pools") or {}).values() if isinstance(p, dict)}
+        if declared.get("threadpool_tokens") not in (None, tokens):
+            warnings.append(f"server {index} ran {tokens} threadpool tokens; the profile declares {declared['threadpool_tokens']}")
+        if declared.get("pool_max") is not None and pools and pools != {declared["pool_max"]}:
+            warnings.append(f"server {index} ran pools of {', '.join(map(str, sorted(pools)))}; the profile declares {declared['pool_max']}")
+    return list(dict.fromkeys(warning.split(" ", 2)[2] for warning in warnings))
+
+
+def _paired(records: list[Record], num: str, den: str, value: Any = successful_rps) -> Interval | None:
+    """The ratio of two main cases over the rounds both were measured in."""
+    a = {r.get("round", 0): v for r in records if r["case"] == num and is_main(r) and (v := value(r))}
+    b = {r.get("round", 0): v for r in records if r["case"] == den and is_main(r) and (v := value(r))}
+    return ratio_interval([(a[k], b[k]) for k in sorted(a.keys() & b.keys())])
+
+
+def _article(records: list[Record], summaries: dict[str, CaseSummary]) -> list[ArticleRow]:
+    if not any(case in summaries for case in [*WAIT_CASES.values(), *PG_SLEEP_TWINS.values()]):
+        return []
+
+    def side(case: str, base: str) -> ArticleSide:
+        summary = summaries.get(case)
+        predicted = base_predicted = None
+        if summary and base in summaries:
+            predicted, base_predicted = summary.predicted_rps, summaries[base].predicted_rps
+        return ArticleSide(case, summary, _paired(records, case, base),
+                           predicted / base_predicted if predicted and base_predicted else None)
+
+    return [
+        ArticleRow(n, ARTICLE_STYLES[n], ARTICLE_RPS[n], ARTICLE_RPS[n] / ARTICLE_RPS[1],
+                   side(WAIT_CASES[n], WAIT_CASES[1]), side(PG_SLEEP_TWINS[n], PG_SLEEP_TWINS[1]))
+        for n in (1, 2, 3, 4)
+    ]
+
+
+def _workloads(cases: list[CaseSummary]) -> list[WorkloadTable]:
+    descriptions = {workload.name: workload.description for workload in WORKLOADS}
+    grouped: dict[str, list[CaseSummary]] = {}
+    for case in cases:
+        grouped.setdefault(case.workload, []).append(case)
+    tables = []
+    for name in sorted(grouped, key=lambda w: (workload_rank(w), w)):
+        rows = sorted(grouped[name], key=lambda c: (style_rank(c.style), -(c.rps.center if c.rps else 0.0), c.case))
+        tables.append(WorkloadTable(name, descriptions.get(name, ""), [CaseRow(c, explain(c)) for c in rows]))
+    return tables
+
+
+def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -> Facts:
+    """The facts of one run folder's report (plots and comparison are added by the caller)."""
+    profile = run.get("profile") or {}
+    servers = run.get("servers") or []
+    main = main_cases(records)
+    summaries = {case.case: case for case in main}
+    durations = [s for case in main if (s := case.sample_seconds)]
+    return Facts(
+        run=run,
+        profile=profile,
+        environment=run.get("environment") or {},
+        server=servers[0] if servers else {},
+        partial=partial_note(run, records),
+        verdicts=verdicts,
+        failed=required_failures(verdicts),
+        unsettled=required_unsettled(verdicts),
+        shape_warnings=shape_warnings(run),
+        measurements=len(records),
+        sweep_points=sum(1 for r in records if r.get("sweep")),
+        rounds=int(profile.get("repeat") or 1),
+        max_rounds=max((int(r.get("round", 0)) + 1 for r in records if not r.get("sweep")), default=0),
+        sample_seconds=median(durations),
+        ping_interval_ms=(profile.get("ping_interval") or 0) * 1000 or None,
+        article=_article(records, summaries),
+        workloads=_workloads(main),
+        extras=[CaseRow(c, explain(c)) for c in finding_cases(records)],
+        sweeps={case: [CaseRow(p, explain(p)) for p in points] for case, points in sorted(sweep_cases(records).items())},
+    )

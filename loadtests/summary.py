@@ -1,0 +1,176 @@
+"""The repetitions of each case, summarised: medians and 95% intervals, errors, the model's prediction.
+
+Reports, plots, comparisons and the README's results all read a run through these summaries,
+so a number means the same thing wherever it appears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from loadtests.results import MAX_ERROR_SHARE, Record, error_share, is_main, predicted_rps, successful_rps
+from loadtests.stats import Interval, interval, median, outliers
+
+
+def _ab(field: str) -> Callable[[Record], float | None]:
+    def value(record: Record) -> float | None:
+        found = (record.get("ab") or {}).get(field)
+        return found if found is not None and found > 0 and not record.get("error") else None
+    return value
+
+
+def _ping(field: str) -> Callable[[Record], float | None]:
+    def value(record: Record) -> float | None:
+        found = (record.get("ping") or {}).get(field)
+        return found if isinstance(found, int | float) and found > 0 else None
+    return value
+
+
+def values(records: Iterable[Record], get: Callable[[Record], float | None]) -> list[float]:
+    return [v for v in (get(r) for r in records) if v is not None]
+
+
+ping_p50 = _ping("p50_ms")
+ping_p90 = _ping("p90_ms")
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """Every repetition of one case at one concurrency."""
+
+    case: str
+    concurrency: int
+    sweep: bool
+    for_finding: str | None
+    records: tuple[Record, ...]
+
+    def _first(self, field: str) -> Any:
+        return self.records[0].get(field)
+
+    @property
+    def workload(self) -> str:
+        return str(self._first("workload") or "other")
+
+    @property
+    def style(self) -> str:
+        return str(self._first("style") or "-")
+
+    @property
+    def driver(self) -> str:
+        twin = self._first("twin")
+        return f"{self._first('driver')} + {twin}" if twin else str(self._first("driver"))
+
+    @property
+    def repetitions(self) -> int:
+        return len(self.records)
+
+    @property
+    def rps(self) -> Interval | None:
+        """Successful responses per second: geometric mean and 95% interval over the repetitions."""
+        return interval(values(self.records, successful_rps))
+
+    @property
+    def rps_median(self) -> float | None:
+        return median(values(self.records, successful_rps))
+
+    def latency(self, field: str) -> Interval | None:
+        """ab's ``mean_ms``, ``p50_ms`` or ``p99_ms`` over the repetitions."""
+        return interval(values(self.records, _ab(field)))
+
+    @property
+    def ping_p50(self) -> Interval | None:
+        return interval(values(self.records, ping_p50))
+
+    @property
+    def ping_p90(self) -> Interval | None:
+        return interval(values(self.records, ping_p90))
+
+    @property
+    def ping_samples(self) -> int:
+        return sum((r.get("ping") or {}).get("count", 0) for r in self.records)
+
+    @property
+    def predicted_rps(self) -> float | None:
+        return median(values(self.records, predicted_rps))
+
+    @property
+    def bound(self) -> str | None:
+        bounds = [(r.get("model") or {}).get("bound") for r in self.records]
+        return next((b for b in bounds if b), None)
+
+    @property
+    def capacity(self) -> float | None:
+        return median([c for r in self.records if (c := (r.get("model") or {}).get("capacity"))])
+
+    @property
+    def efficiency(self) -> float | None:
+        measured, predicted = self.rps, self.predicted_rps
+        return measured.center / predicted if measured and predicted else None
+
+    @property
+    def uncontended_ms(self) -> float | None:
+        return median([w for r in self.records if (w := r.get("uncontended_ms"))])
+
+    @property
+    def cpu_utilisation(self) -> float | None:
+        return median([u for r in self.records if (u := r.get("cpu_utilisation")) is not None])
+
+    @property
+    def worst_error_share(self) -> float | None:
+        shares = [s for r in self.records if (s := error_share(r)) is not None]
+        return max(shares, default=None)
+
+    @property
+    def failures(self) -> int | None:
+        counts = [int(ab.get("failed") or 0) + int(ab.get("non_2xx") or 0) for r in self.records if (ab := r.get("ab"))]
+        return sum(counts) if counts else None
+
+    @property
+    def too_many_errors(self) -> bool:
+        share = self.worst_error_share
+        return share is not None and share > MAX_ERROR_SHARE
+
+    @property
+    def errors(self) -> list[str]:
+        return [str(r["error"]) for r in self.records if r.get("error")]
+
+    @property
+    def outlier_rounds(self) -> list[int]:
+        """Rounds whose throughput sits far from the others' (flagged, never dropped)."""
+        measured = [(r.get("round", 0), rps) for r in self.records if (rps := successful_rps(r))]
+        return [measured[i][0] for i in outliers([rps for _, rps in measured])]
+
+    @property
+    def sample_seconds(self) -> float | None:
+        """How long one ab run lasted (median over the repetitions)."""
+        return median(values(self.records, _ab("total_seconds")))
+
+
+def summarise(records: Iterable[Record]) -> list[CaseSummary]:
+    """One summary per (case, concurrency, sweep), in the order each was first measured."""
+    groups: dict[tuple[str, int, bool], list[Record]] = {}
+    for record in records:
+        key = (record["case"], int(record.get("concurrency") or 0), bool(record.get("sweep")))
+        groups.setdefault(key, []).append(record)
+    return [CaseSummary(case, c, sweep, group[0].get("for_finding"), tuple(group))
+            for (case, c, sweep), group in groups.items()]
+
+
+def main_cases(records: Iterable[Record]) -> list[CaseSummary]:
+    """Cases at the profile's concurrency (``results.is_main``)."""
+    return summarise(r for r in records if is_main(r))
+
+
+def finding_cases(records: Iterable[Record]) -> list[CaseSummary]:
+    """Cases measured again at a finding's own concurrency."""
+    return summarise(r for r in records if not r.get("sweep") and r.get("for_finding"))
+
+
+def sweep_cases(records: Iterable[Record]) -> dict[str, list[CaseSummary]]:
+    """Sweep points by case, each sorted by concurrency."""
+    by_case: dict[str, list[CaseSummary]] = {}
+    for summary in summarise(r for r in records if r.get("sweep")):
+        by_case.setdefault(summary.case, []).append(summary)
+    return {case: sorted(points, key=lambda s: s.concurrency) for case, points in by_case.items()}

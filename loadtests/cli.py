@@ -203,6 +203,11 @@ def main_command(
         Optional[int],
         typer.Option("--repeat", "-k", help="Rounds: how many times every case is measured (default: the profile's, 3)."),
     ] = None,
+    max_repeat: Annotated[
+        Optional[int],
+        typer.Option(help="Rounds a required finding may grow to while its verdict is inconclusive "
+                     "(default: the profile's, 10; at most --repeat means no extra rounds)."),
+    ] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", "-S", help="S, each of the two waits of wait/pg_sleep routes, in seconds.")] = None,
     keepalive: Annotated[bool, typer.Option(help="HTTP keep-alive (ab -k). Off by default, as in the article.")] = False,
     sweep: Annotated[
@@ -232,7 +237,7 @@ def main_command(
     if profile_name not in PROFILES:
         raise fail(f"unknown profile {profile_name!r}; choose from {', '.join(PROFILES)}")
     for name, value in (("--concurrency", concurrency), ("--requests", requests), ("--threadpool-tokens", threadpool_tokens),
-                        ("--pool-max", pool_max), ("--workers", workers), ("--repeat", repeat)):
+                        ("--pool-max", pool_max), ("--workers", workers), ("--repeat", repeat), ("--max-repeat", max_repeat)):
         if value is not None and value < 1:
             raise fail(f"{name} must be >= 1, got {value}")
     if seconds is not None and not 0 <= seconds <= 60:
@@ -243,8 +248,9 @@ def main_command(
         raise fail(f"--out {out} already holds a run; choose a new folder (runs are never mixed)")
     overrides = {"seconds": seconds, "concurrency": concurrency, "threadpool_tokens": threadpool_tokens, "pool_max": pool_max}
     profile = dataclasses.replace(PROFILES[profile_name], **{k: v for k, v in overrides.items() if v is not None})
-    if repeat is not None:
-        profile = dataclasses.replace(profile, repeat=repeat, max_repeat=max(repeat, profile.max_repeat))
+    if repeat is not None or max_repeat is not None:
+        rounds = repeat or profile.repeat
+        profile = dataclasses.replace(profile, repeat=rounds, max_repeat=max(rounds, max_repeat or profile.max_repeat))
     if profile.concurrency > (requests or profile.max_requests):
         raise fail(f"--requests ({requests}) must be at least --concurrency ({profile.concurrency}): ab needs n >= c")
     levels = _levels(sweep_levels) or profile.sweep_levels
@@ -274,6 +280,7 @@ def main_command(
         raise typer.Exit(exc.exit_code) from None
     target_url = _check_target(target) if target else None
     folder = RunFolder(out or default_run_dir(profile.name))
+    planned = sum(profile.sweep_repeat if job.sweep else profile.repeat for job in jobs)
     console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(jobs)} cases x {profile.repeat} rounds -> {folder.path}")
     exit_code, status, error, database = 0, "complete", None, None
     previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
@@ -290,7 +297,7 @@ def main_command(
             settings = settings.model_copy(update={"database_url": database.url})
             source = database.source
         folder.write_run(
-            profile=profile.to_dict(), command=sys.argv, status="running", planned=len(jobs),
+            profile=profile.to_dict(), command=sys.argv, status="running", planned=planned,
             started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),
             findings=[f.id for f in FINDINGS], error=None,
         )

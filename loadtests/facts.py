@@ -112,7 +112,7 @@ def partial_note(run: dict[str, Any], records: list[Record]) -> str | None:
     planned, status = run.get("planned"), run.get("status")
     if status in (None, "complete"):
         return None
-    text = f"partial run: {len(records)} measurements of {planned} planned cases" if planned else f"partial run: {len(records)} measurements"
+    text = f"partial run: {len(records)} of {planned} planned measurements" if planned else f"partial run: {len(records)} measurements"
     return text + f" (status: {status})"
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import httpx
 

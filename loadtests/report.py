@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import ChainableUndefined, Environment, PackageLoader, select_autoescape
 
 from loadtests import facts
 from loadtests.compare import compare_folders
@@ -81,7 +81,7 @@ def _environment(html: bool) -> Environment:
     env = Environment(
         loader=PackageLoader("loadtests", "templates"),
         autoescape=select_autoescape(["html.j2"]) if html else False,
-        undefined=StrictUndefined,
+        undefined=ChainableUndefined,  # a partial or empty run lacks fields: they render empty
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

@@ -36,8 +36,8 @@ from loadtests.model import Prediction, ServerShape, capacity, efficiency, predi
 from loadtests.probe import PingProbe, Uncontended, measure_uncontended
 from loadtests.profiles import Case, Profile
 from loadtests.results import Record, RunFolder, successful_rps
-from loadtests.stats import median
 from loadtests.server import ServiceProcess, tail
+from loadtests.stats import median
 
 #: Rounds an inconclusive required finding grows to, one checkpoint at a time.
 CHECKPOINTS = (3, 5, 8, 10)

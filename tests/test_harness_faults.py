@@ -1,8 +1,9 @@
 """The harness under faults: a service dying mid-run, bad CLI input, no ab, Ctrl-C; and the safety defaults.
 
 A run that cannot go on keeps what it measured (results.jsonl, a report that says partial)
-and exits 2; Ctrl-C exits 130 with the same guarantees and leaves no server behind; bad
-input is one line starting with ``error:`` and exit 2, before any folder, server or ab.
+and exits 3; Ctrl-C exits 130 and SIGTERM 143 with the same guarantees, leaving no server
+behind; bad input is one line starting with ``error:`` and exit 2, before any folder, server
+or ab; a missing ab is the install hint and exit 3.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from app.settings import Settings
-from loadtests.cli import EXIT_INTERRUPTED, EXIT_USAGE, cli
+from loadtests.cli import cli
+from loadtests.errors import EXIT_ENVIRONMENT, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
 from loadtests.results import read_run
 from loadtests.runner import ServiceDied
 from loadtests.server import ServiceProcess, free_port
@@ -30,10 +32,10 @@ pytestmark = pytest.mark.skipif(not any((Path(p) / "ab").exists() for p in os.en
                                 reason="ApacheBench (ab) not installed")
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-# Three fast local cases (two 10 ms waits each), 40 requests at c=4: about a second per case.
+# Three fast local cases (two 10 ms waits each), 40 requests at c=4, one round: about a second per case.
 SCENARIOS = ("wait/sync/time", "wait/threadpool/time", "wait/async/asyncio")
 HARNESS = [sys.executable, "-m", "loadtests", "--profile", "quick", *(arg for s in SCENARIOS for arg in ("--scenario", s)),
-           "-n", "40", "-c", "4", "--seconds", "0.01"]
+           "-n", "40", "-c", "4", "--seconds", "0.01", "--repeat", "1", "--max-repeat", "1"]
 
 
 # --- running the harness as a process --------------------------------------------------------
@@ -114,14 +116,14 @@ def runs(tmp_path: Path) -> Iterator[list[Run]]:
 
 def assert_partial(run: Run, code: int, status: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What every stopped run keeps: the records so far, run.json's status, a report that says partial."""
-    assert code == (EXIT_INTERRUPTED if status == "interrupted" else EXIT_USAGE), run.output
+    assert code in ((EXIT_SIGINT, EXIT_SIGTERM) if status == "interrupted" else (EXIT_ENVIRONMENT,)), run.output
     meta, records = read_run(run.out)
     assert meta["status"] == status, meta
     assert meta["planned"] == len(SCENARIOS)
     assert 1 <= len(records) < meta["planned"], [r["case"] for r in records]
     assert records[0]["case"] == SCENARIOS[0] and records[0]["error"] is None and records[0]["ab"]["complete"] == 40
     report = (run.out / "report.md").read_text()
-    assert f"partial run: {len(records)} of {meta['planned']} planned cases measured (status: {status})" in report
+    assert f"partial run: {len(records)} of {meta['planned']} planned measurements (status: {status})" in report
     assert SCENARIOS[0] in report, "the measured case is in the report"
     return meta, records
 
@@ -136,7 +138,7 @@ def assert_died_during_last_case(meta: dict[str, Any], records: list[dict[str, A
 # --- (a) the service dying mid-run ----------------------------------------------------------
 
 
-def test_a_target_dying_mid_run_keeps_the_results_and_exits_2(
+def test_a_target_dying_mid_run_keeps_the_results_and_exits_3(
     settings: Settings, harness_env: dict[str, str], tmp_path: Path, runs: list[Run]
 ) -> None:
     server = ServiceProcess(settings.model_copy(update={"pool_min": 0}), tmp_path / "target.log").start()
@@ -154,7 +156,7 @@ def test_a_target_dying_mid_run_keeps_the_results_and_exits_2(
     assert "The run stopped with an error" in (run.out / "report.md").read_text()
 
 
-def test_a_started_server_dying_mid_run_keeps_the_results_and_exits_2(
+def test_a_started_server_dying_mid_run_keeps_the_results_and_exits_3(
     harness_env: dict[str, str], tmp_path: Path, runs: list[Run]
 ) -> None:
     run = Run(tmp_path / "run", harness_env)
@@ -183,10 +185,23 @@ def test_ctrl_c_writes_a_partial_report_exits_130_and_stops_the_server(
     os.killpg(run.process.pid, signal.SIGINT)  # what a terminal sends its foreground job (ab included)
     code = run.finish()
     meta, _ = assert_partial(run, code, "interrupted")
-    assert meta["error"] == "interrupted by the user (Ctrl-C)"
+    assert code == EXIT_SIGINT and meta["error"] == "interrupted by the user (Ctrl-C)"
     assert "interrupted:" in run.output
     assert not _is_our_uvicorn(pid), "the harness's server outlived Ctrl-C"
     assert not psutil.pid_exists(pid)
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_exits_143(harness_env: dict[str, str], tmp_path: Path, runs: list[Run]) -> None:
+    """`docker stop` and CI timeouts send SIGTERM to the harness alone: a partial report, no server left behind."""
+    run = Run(tmp_path / "run", harness_env)
+    runs.append(run)
+    meta, _ = run.wait_for(records=1)
+    pid = meta["servers"][0]["pid"]
+    run.process.send_signal(signal.SIGTERM)
+    code = run.finish()
+    meta, _ = assert_partial(run, code, "interrupted")
+    assert code == EXIT_SIGTERM and meta["error"] == "stopped by SIGTERM"
+    assert not _is_our_uvicorn(pid), "the harness's server outlived SIGTERM"
 
 
 # --- (b) bad CLI input, (c) no ab: one line, exit 2, nothing started ---------------------------
@@ -213,10 +228,10 @@ def no_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return mark
 
 
-def assert_one_line_error(args: list[str], *expected: str) -> str:
+def assert_one_line_error(args: list[str], *expected: str, code: int = EXIT_USAGE) -> str:
     result = CliRunner().invoke(cli, args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.exit_code == code, result.output
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     for text in expected:
@@ -287,15 +302,15 @@ def test_a_log_tail_that_looks_like_markup_still_gets_its_report(
     monkeypatch.setattr("loadtests.cli.Harness", DyingHarness)
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, ["--target", live_server.url, *HARNESS[3:], "--out", str(out)])
-    assert result.exit_code == EXIT_USAGE, (result.output, result.exception)
+    assert result.exit_code == EXIT_ENVIRONMENT, (result.output, result.exception)
     assert "ERROR [/srv/app] [bold]boom" in result.output
     meta, records = read_run(out)
     assert (meta["status"], meta["error"], records) == ("failed", error, [])
-    assert "partial run: 0 of 3 planned cases measured (status: failed)" in (out / "report.md").read_text()
+    assert "partial run: 0 of 3 planned measurements (status: failed)" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("how", ["IOBENCH_AB names nothing", "no ab on PATH"])
-def test_missing_ab_prints_the_install_hint_and_exits_2(how: str, no_load: Path, tmp_path: Path,
+def test_missing_ab_prints_the_install_hint_and_exits_3(how: str, no_load: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     if how == "IOBENCH_AB names nothing":
         monkeypatch.setenv("IOBENCH_AB", str(tmp_path / "no-such-ab"))
@@ -303,7 +318,7 @@ def test_missing_ab_prints_the_install_hint_and_exits_2(how: str, no_load: Path,
         monkeypatch.delenv("IOBENCH_AB")
         monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     line = assert_one_line_error(["--profile", "quick", "--out", str(tmp_path / "run")], "ApacheBench (ab) not found",
-                                 "apache2-utils")
+                                 "apache2-utils", code=EXIT_ENVIRONMENT)
     assert ("IOBENCH_AB=" in line) == (how == "IOBENCH_AB names nothing")
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 

@@ -1,0 +1,147 @@
+"""Findings judged on intervals over rounds (loadtests.findings): thresholds from the model, verdicts, exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from synthetic import make_record, make_records, make_run
+
+from loadtests.cli import verdict_code
+from loadtests.errors import EXIT_FINDING_FAILED, EXIT_INCONCLUSIVE, EXIT_PASS
+from loadtests.findings import FINDINGS, FINDINGS_BY_ID, Declared, Finding, bar, evaluate, evaluate_all, loop_queue_ratio
+from loadtests.model import ServerShape
+from loadtests.profiles import PROFILES
+from loadtests.results import Record
+
+DECLARED = Declared(ServerShape.declared(threadpool_tokens=16, pool_max=40), concurrency=40)
+ASYNC_WINS = FINDINGS_BY_ID["F2-wait"]
+COLLAPSE = FINDINGS_BY_ID["F1-wait"]
+
+
+def rounds(num: str, den: str, num_noise: tuple[float, ...], den_noise: tuple[float, ...] | None = None,
+           **fields: object) -> list[Record]:
+    """Both cases in len(num_noise) rounds, each round's throughput scaled by its noise."""
+    den_noise = den_noise or tuple(1.0 for _ in num_noise)
+    return [record for r, (a, b) in enumerate(zip(num_noise, den_noise, strict=True))
+            for record in (make_record(num, round=r, noise=a, **fields), make_record(den, round=r, noise=b))]  # type: ignore[arg-type]
+
+
+def test_thresholds_come_from_the_model_at_the_profiles_shape() -> None:
+    assert bar(ASYNC_WINS, DECLARED, 40).threshold == pytest.approx(math.sqrt(40 / 16))
+    assert bar(COLLAPSE, DECLARED, 40).threshold == pytest.approx(math.sqrt(1 / 16))
+    assert bar(FINDINGS_BY_ID["F3-wait"], DECLARED, 40).threshold == pytest.approx(math.sqrt(2))
+    assert bar(FINDINGS_BY_ID["F2-asyncpg"], DECLARED, 40).model_ratio == pytest.approx(40 / 16)
+    assert "sqrt(2.5)" in bar(ASYNC_WINS, DECLARED, 40).reason
+
+
+def test_a_shape_that_cannot_show_the_effect_is_not_applicable() -> None:
+    # The article profile: pools of 40 equal the threadpool's 40, so asyncpg cannot beat psycopg2 there.
+    article = Declared.from_run({"profile": PROFILES["article"].to_dict()})
+    assert article is not None
+    found = bar(FINDINGS_BY_ID["F2-asyncpg"], article, 100)
+    assert found.threshold is None and "cannot test the claim" in found.reason
+    # Fewer clients than threads: the threadpool never binds.
+    assert bar(ASYNC_WINS, DECLARED, 8).threshold is None
+    records = rounds("wait/async/asyncio", "wait/sync/time", (1.0, 1.0, 1.0), c=8)
+    assert evaluate(ASYNC_WINS, records, DECLARED).status == "not applicable"
+
+
+def test_a_pass_needs_the_whole_interval_past_the_threshold() -> None:
+    verdict = evaluate(ASYNC_WINS, rounds("wait/async/asyncio", "wait/sync/time", (1.0, 0.97, 1.03)), DECLARED)
+    assert verdict.status == "pass" and verdict.explained is True and verdict.rounds == 3
+    assert verdict.ratio is not None and verdict.ratio.low >= verdict.threshold
+    assert verdict.reason == ASYNC_WINS.why
+
+
+def test_a_fail_needs_the_whole_interval_to_miss() -> None:
+    # eff 0.5 on the async side: ratio about 1.3, under sqrt(2.5) = 1.58 all the way.
+    records = rounds("wait/async/asyncio", "wait/sync/time", (0.52, 0.5, 0.51))
+    verdict = evaluate(ASYNC_WINS, records, DECLARED)
+    assert verdict.status == "fail" and verdict.ratio is not None and verdict.ratio.high < verdict.threshold
+    assert "bound by clients" in verdict.reason and "by threadpool" in verdict.reason
+
+
+def test_an_interval_across_the_threshold_is_inconclusive() -> None:
+    records = rounds("wait/async/asyncio", "wait/sync/time", (1.0, 0.45, 0.9))
+    verdict = evaluate(ASYNC_WINS, records, DECLARED)
+    assert verdict.status == "inconclusive" and "straddles" in verdict.reason
+
+
+def test_one_round_gives_no_interval_so_no_verdict() -> None:
+    verdict = evaluate(ASYNC_WINS, rounds("wait/async/asyncio", "wait/sync/time", (1.0,)), DECLARED)
+    assert verdict.status == "inconclusive" and "no interval" in verdict.reason
+
+
+def test_a_pass_far_from_the_model_is_unexplained() -> None:
+    # Async 8x sync where Little's law says 2.5x: a pass the model cannot explain.
+    records = rounds("wait/async/asyncio", "wait/sync/time", (3.2, 3.1, 3.3))
+    verdict = evaluate(ASYNC_WINS, records, DECLARED)
+    assert verdict.status == "pass" and verdict.explained is False and verdict.label == "PASS, UNEXPLAINED"
+    assert "pass, unexplained" in verdict.reason
+
+
+def test_errors_make_a_round_unusable_and_are_never_speed() -> None:
+    # A sync side that answers 503 fast: ab's raw rps would rise, the successful rps does not.
+    records = [make_record("wait/async/asyncio", round=r) for r in range(3)]
+    records += [make_record("wait/sync/time", round=r, non_2xx=30) for r in range(3)]
+    verdict = evaluate(ASYNC_WINS, records, DECLARED)
+    assert verdict.status == "inconclusive" and "failed or non-2xx" in verdict.reason
+
+
+def test_not_measured_cases_say_so() -> None:
+    verdict = evaluate(ASYNC_WINS, [make_record("wait/sync/time", round=r) for r in range(3)], DECLARED)
+    assert verdict.status == "not measured" and "wait/async/asyncio" in verdict.reason
+    sweep_only = [make_record("wait/async/asyncio", sweep=True), make_record("wait/sync/time")]
+    assert evaluate(ASYNC_WINS, sweep_only, DECLARED).status == "not measured"
+
+
+def test_ping_findings_use_the_loop_queue_model() -> None:
+    f4 = FINDINGS_BY_ID["F4-file"]
+    records = [make_record(key, round=r, c=8, ping_p50=ping, noise=noise, for_finding=f4.id)
+               for r, noise in enumerate((1.0, 0.95, 1.05))
+               for key, ping in (("file/async-blocking/open[large.bin]", 30.0), ("file/async/aiofiles[large.bin]", 3.5))]
+    verdict = evaluate(f4, records, DECLARED)
+    blocking_rps = records[0]["ab"]["successful_per_second"]  # type: ignore[index]
+    assert verdict.predicted_ratio == pytest.approx(loop_queue_ratio(8, blocking_rps, 3.5), rel=0.1)
+    assert verdict.threshold == pytest.approx(math.sqrt(verdict.bar.model_ratio))  # type: ignore[union-attr]
+    assert verdict.status == "pass"
+    too_few = [dict(r, ping={**r["ping"], "count": 5}) for r in records]  # type: ignore[typeddict-item]
+    assert evaluate(f4, too_few, DECLARED).status == "inconclusive"  # type: ignore[arg-type]
+
+
+def test_the_synthetic_run_passes_and_exits_0() -> None:
+    records = make_records()
+    verdicts = evaluate_all(records, make_run(records))
+    assert {v.finding.id: v.status for v in verdicts if v.finding.required} == dict.fromkeys(
+        [f.id for f in FINDINGS if f.required], "pass")
+    assert verdict_code(verdicts) == EXIT_PASS
+
+
+def test_exit_codes_order_failed_before_inconclusive() -> None:
+    records = make_records()
+    verdicts = evaluate_all(records, make_run(records))
+    failed = [dataclasses.replace(v, status="fail") if v.finding.id == "F2-wait" else v for v in verdicts]
+    unsettled = [dataclasses.replace(v, status="inconclusive") if v.finding.id == "F3-wait" else v for v in failed]
+    assert verdict_code(unsettled) == EXIT_FINDING_FAILED
+    assert verdict_code([dataclasses.replace(v, status="not measured") if v.finding.id == "F3-wait" else v
+                         for v in verdicts]) == EXIT_INCONCLUSIVE
+
+
+def test_a_server_shaped_otherwise_is_judged_against_the_profile() -> None:
+    # --pool-max 1: the bar stays the profile's; the model's ratio for this server explains the fail.
+    f2 = FINDINGS_BY_ID["F2-asyncpg"]
+    tiny = [make_record(key, round=r, eff=1.0) for r in range(3) for key in (f2.numerator, f2.denominator)]
+    for record in tiny:
+        record["ab"]["successful_per_second"] = 10.0  # type: ignore[index]  # both bound by a pool of 1
+    verdict = evaluate(f2, tiny, DECLARED)
+    assert verdict.status == "fail" and verdict.threshold == pytest.approx(math.sqrt(2.5))
+
+
+def test_every_finding_names_cases_of_the_catalogue() -> None:
+    from loadtests.findings import scenario_of
+
+    for finding in FINDINGS:
+        assert scenario_of(finding.numerator) and scenario_of(finding.denominator), finding.id
+        assert isinstance(finding, Finding)

@@ -1,0 +1,51 @@
+"""Little's law per route style (loadtests.model): the bounds, the prediction, the capacities findings derive from."""
+
+from __future__ import annotations
+
+import pytest
+from synthetic import SHAPE, TOKENS, make_record
+
+from app.catalogue import SCENARIOS_BY_ID
+from loadtests.model import ServerShape, capacity, explain, predict
+from loadtests.summary import summarise
+
+
+def test_sync_is_bound_by_the_threadpool() -> None:
+    p = predict(SCENARIOS_BY_ID["wait/sync/time"], 25, 0.1, SHAPE)
+    assert p.bound == "threadpool" and p.rps == pytest.approx(TOKENS / 0.1)
+    assert p.capacity == pytest.approx(TOKENS) and p.bounds["clients"] == pytest.approx(250)
+
+
+def test_async_blocking_is_bound_by_the_event_loop() -> None:
+    p = predict(SCENARIOS_BY_ID["pg_sleep/async-blocking/psycopg2"], 25, 0.1, SHAPE)
+    assert p.bound == "event loop" and p.rps == pytest.approx(1 / 0.1) and p.capacity == pytest.approx(1)
+
+
+def test_threadpool_style_holds_a_thread_for_half_of_w() -> None:
+    p = predict(SCENARIOS_BY_ID["wait/threadpool/time"], 40, 0.1, SHAPE)
+    assert p.bound == "threadpool" and p.rps == pytest.approx(TOKENS / 0.05)
+
+
+def test_async_with_a_pool_smaller_than_c_is_bound_by_the_pool() -> None:
+    shape = ServerShape(threadpool_tokens=TOKENS, pool_max={"asyncpg": 8}, cpu_count=2)
+    p = predict(SCENARIOS_BY_ID["pg_sleep/async/asyncpg"], 25, 0.1, shape)
+    assert p.bound == "pool asyncpg" and p.rps == pytest.approx(80)
+    assert predict(SCENARIOS_BY_ID["pg_sleep/async/asyncpg"], 5, 0.1, shape).bound == "clients"
+
+
+def test_capacity_is_what_the_scarcest_resource_lets_run_at_once() -> None:
+    shape = ServerShape.declared(threadpool_tokens=16, pool_max=40)
+    assert capacity(SCENARIOS_BY_ID["wait/sync/time"], 40, shape) == 16
+    assert capacity(SCENARIOS_BY_ID["wait/async-blocking/time"], 40, shape) == 1
+    assert capacity(SCENARIOS_BY_ID["wait/threadpool/time"], 40, shape) == 32
+    assert capacity(SCENARIOS_BY_ID["pg_sleep/async/asyncpg"], 40, shape) == 40
+    assert capacity(SCENARIOS_BY_ID["pg_sleep/async/asyncpg"], 40, ServerShape.declared(16, 1)) == 1
+
+
+def test_explain_names_the_cpu_and_errors() -> None:
+    busy = summarise([make_record("lookup/async/asyncpg", eff=0.1, cpu_util=0.97, round=r) for r in range(3)])[0]
+    assert "CPU-bound" in explain(busy)
+    failing = summarise([make_record("wait/sync/time", non_2xx=10, round=r) for r in range(3)])[0]
+    assert "failed/non-2xx" in explain(failing) and "successful ones" in explain(failing)
+    fine = summarise([make_record("wait/sync/time", round=r) for r in range(3)])[0]
+    assert explain(fine) == ""

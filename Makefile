@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 INSTALLED := $(VENV)/.installed-stamp
 
-.PHONY: bench test serve quick article lint clean
+.PHONY: bench test serve quick article stability lint clean
 
 # The main job: the default benchmark profile and its concurrency sweeps against a real Postgres, report in runs/.
 bench: $(INSTALLED)
@@ -18,6 +18,17 @@ quick: $(INSTALLED)
 
 article: $(INSTALLED)
 	$(VENV)/bin/iobench-load --profile article
+
+# Verdicts that hold run after run: the quick profile STABILITY_QUICK times and `make bench`
+# STABILITY_DEFAULT times in a row, then how often each verdict changed (exit 1 if a required one did).
+STABILITY_QUICK ?= 5
+STABILITY_DEFAULT ?= 3
+stability: $(INSTALLED)
+	@dir=runs/stability-$$(date -u +%Y%m%d-%H%M%S); \
+	for i in $$(seq $(STABILITY_QUICK)); do $(VENV)/bin/iobench-load --profile quick --out $$dir/quick-$$i; done; \
+	for i in $$(seq $(STABILITY_DEFAULT)); do $(VENV)/bin/iobench-load --profile default --sweep --out $$dir/default-$$i; done; \
+	$(VENV)/bin/iobench-load stability $$(for i in $$(seq $(STABILITY_QUICK)); do echo $$dir/quick-$$i; done) \
+		$$(for i in $$(seq $(STABILITY_DEFAULT)); do echo $$dir/default-$$i; done)
 
 serve: $(INSTALLED)
 	$(VENV)/bin/iobench serve

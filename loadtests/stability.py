@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,16 +15,13 @@ class Flips:
 
     id: str
     required: bool
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # as the report shows them: "PASS, UNEXPLAINED" included
+    statuses: tuple[str, ...]  # the verdicts proper: pass, fail, inconclusive, ...
 
     @property
     def changes(self) -> int:
-        """Consecutive runs whose verdicts differ."""
-        return sum(a != b for a, b in zip(self.labels, self.labels[1:], strict=False))
-
-    @property
-    def majority(self) -> str:
-        return Counter(self.labels).most_common(1)[0][0] if self.labels else "-"
+        """Consecutive runs whose verdicts differ (an unexplained pass is still a pass)."""
+        return sum(a != b for a, b in zip(self.statuses, self.statuses[1:], strict=False))
 
 
 @dataclass(frozen=True)
@@ -52,10 +48,10 @@ def series(folders: list[Path]) -> list[Series]:
     result = []
     for name, runs in by_profile.items():
         ids = [v.finding for v in runs[0][2]]
-        flips = tuple(
-            Flips(f.id, f.required, tuple(next(v.label for v in verdicts if v.finding.id == f.id) for _, _, verdicts in runs))
-            for f in ids
-        )
-        codes = tuple(run.get("exit_code") if isinstance(run.get("exit_code"), int) else None for _, run, _ in runs)
-        result.append(Series(name, tuple(folder for folder, _, _ in runs), codes, flips))  # type: ignore[arg-type]
+        flips = []
+        for finding in ids:
+            found = [next(v for v in verdicts if v.finding.id == finding.id) for _, _, verdicts in runs]
+            flips.append(Flips(finding.id, finding.required, tuple(v.label for v in found), tuple(v.status for v in found)))
+        codes = tuple(code if isinstance(code := run.get("exit_code"), int) else None for _, run, _ in runs)
+        result.append(Series(name, tuple(folder for folder, _, _ in runs), codes, tuple(flips)))
     return result

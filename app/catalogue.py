@@ -3,7 +3,11 @@
 A scenario is a workload (what one step does) done twice per request, in a route style
 (how the route calls it), through a driver. The app builds its routes from this list and
 the load tests read it to choose what to measure, so adding a driver is adding one entry
-to ``DRIVERS`` (and the module that implements it).
+to ``DRIVERS`` and the module its ``factory`` names (db/drivers/__init__.py has the checklist).
+
+Data only: drivers are named by ``"module:Class"`` strings that ``app/registry.py`` imports
+when the service starts, so reading the catalogue (the load tests, ``iobench scenarios``)
+loads no driver library.
 """
 
 from __future__ import annotations
@@ -11,14 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
-
-from app.local_io import AiofilesFiles, AnyioFiles, AsyncioSleep, NoIO, OpenFiles, TimeSleep
-from app.settings import Settings
-from db.drivers.asyncpg import AsyncpgDatabase
-from db.drivers.psycopg2 import Psycopg2Database
-from db.drivers.psycopg3 import AsyncPsycopg3Database, Psycopg3Database
-from db.drivers.sqlalchemy import AsyncSqlalchemyDatabase, SqlalchemyDatabase
+from typing import Any
 
 #: Every request does its I/O twice, like the article's routes.
 STEPS = 2
@@ -52,18 +49,11 @@ class Kind(StrEnum):
     ASYNC = "async"
 
 
-class DriverInstance(Protocol):
-    """What the app's lifespan holds for each driver."""
+class Executor(StrEnum):
+    """A thread pool an async driver hands its blocking calls to (the load-test model counts its threads)."""
 
-    kind: str
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    def pool_info(self) -> dict[str, Any] | None: ...
-
-
-class DriverFactory(Protocol):
-    def __call__(self, settings: Settings, driver: str) -> DriverInstance: ...
+    THREADPOOL = "threadpool"  # AnyIO's default limiter: the same tokens `def` routes hold
+    ASYNCIO = "asyncio executor"  # asyncio's default ThreadPoolExecutor, min(32, cpu_count + 4) threads
 
 
 @dataclass(frozen=True)
@@ -95,16 +85,23 @@ class Driver:
     A sync driver is served as ``sync``, ``async-blocking`` and, when it names an
     ``async_twin``, ``threadpool`` (case 4: it does step 1 in the threadpool, the twin step 2);
     a ``legacy`` sync driver also gets ``threadpool-only``. An async driver is served as ``async``.
+
+    ``factory`` is the ``"module:Class"`` that implements it: a ``pooled`` (Postgres) driver is
+    built from its ``db.drivers.base.ConnectionConfig``, any other takes no arguments.
+    ``distributions`` are the PyPI packages it runs on (/config reports their versions);
+    ``executor`` names the thread pool an async driver hands its blocking calls to, if any.
     """
 
     name: str
     kind: Kind
     workloads: tuple[Workload, ...]
-    factory: DriverFactory
+    factory: str
     description: str
     async_twin: str | None = None
     legacy: bool = False
     pooled: bool = False
+    distributions: tuple[str, ...] = ()
+    executor: Executor | None = None
 
     @property
     def styles(self) -> tuple[Style, ...]:
@@ -127,26 +124,36 @@ class Driver:
             "async_twin": self.async_twin,
             "legacy": self.legacy,
             "pooled": self.pooled,
+            "distributions": list(self.distributions),
+            "executor": str(self.executor) if self.executor else None,
         }
 
 
 DRIVERS: tuple[Driver, ...] = (
-    Driver("time", Kind.SYNC, (WAIT,), TimeSleep, "time.sleep", async_twin="asyncio"),
-    Driver("asyncio", Kind.ASYNC, (WAIT,), AsyncioSleep, "asyncio.sleep"),
-    Driver("psycopg2", Kind.SYNC, DATABASE_WORKLOADS, Psycopg2Database,
-           "psycopg2 (blocking, the legacy driver) on a QueuePool", async_twin="asyncpg", legacy=True, pooled=True),
-    Driver("psycopg3-sync", Kind.SYNC, DATABASE_WORKLOADS, Psycopg3Database,
-           "psycopg 3 blocking connections on psycopg_pool.ConnectionPool", async_twin="psycopg3-async", pooled=True),
-    Driver("sqlalchemy-sync", Kind.SYNC, DATABASE_WORKLOADS, SqlalchemyDatabase,
-           "SQLAlchemy 2 Core, sync engine on psycopg2", async_twin="sqlalchemy-async", pooled=True),
-    Driver("asyncpg", Kind.ASYNC, DATABASE_WORKLOADS, AsyncpgDatabase, "asyncpg on its own pool", pooled=True),
-    Driver("psycopg3-async", Kind.ASYNC, DATABASE_WORKLOADS, AsyncPsycopg3Database,
-           "psycopg 3 async connections on psycopg_pool.AsyncConnectionPool", pooled=True),
-    Driver("sqlalchemy-async", Kind.ASYNC, DATABASE_WORKLOADS, AsyncSqlalchemyDatabase,
-           "SQLAlchemy 2 Core, async engine on asyncpg", pooled=True),
-    Driver("open", Kind.SYNC, (FILE,), OpenFiles, "builtin open().read()", async_twin="aiofiles", legacy=True),
-    Driver("aiofiles", Kind.ASYNC, (FILE,), AiofilesFiles, "aiofiles (reads in asyncio's default executor)"),
-    Driver("anyio", Kind.ASYNC, (FILE,), AnyioFiles, "anyio.Path.read_bytes (reads in AnyIO's threadpool)"),
+    Driver("time", Kind.SYNC, (WAIT,), "app.local_io:TimeSleep", "time.sleep", async_twin="asyncio"),
+    Driver("asyncio", Kind.ASYNC, (WAIT,), "app.local_io:AsyncioSleep", "asyncio.sleep"),
+    Driver("psycopg2", Kind.SYNC, DATABASE_WORKLOADS, "db.drivers.psycopg2:Psycopg2Database",
+           "psycopg2 (blocking, the legacy driver) on a QueuePool", async_twin="asyncpg", legacy=True, pooled=True,
+           distributions=("psycopg2-binary", "sqlalchemy")),
+    Driver("psycopg3-sync", Kind.SYNC, DATABASE_WORKLOADS, "db.drivers.psycopg3:Psycopg3Database",
+           "psycopg 3 blocking connections on psycopg_pool.ConnectionPool", async_twin="psycopg3-async", pooled=True,
+           distributions=("psycopg", "psycopg-pool")),
+    Driver("sqlalchemy-sync", Kind.SYNC, DATABASE_WORKLOADS, "db.drivers.sqlalchemy:SqlalchemyDatabase",
+           "SQLAlchemy 2 Core, sync engine on psycopg2", async_twin="sqlalchemy-async", pooled=True,
+           distributions=("sqlalchemy", "psycopg2-binary")),
+    Driver("asyncpg", Kind.ASYNC, DATABASE_WORKLOADS, "db.drivers.asyncpg:AsyncpgDatabase", "asyncpg on its own pool",
+           pooled=True, distributions=("asyncpg",)),
+    Driver("psycopg3-async", Kind.ASYNC, DATABASE_WORKLOADS, "db.drivers.psycopg3:AsyncPsycopg3Database",
+           "psycopg 3 async connections on psycopg_pool.AsyncConnectionPool", pooled=True,
+           distributions=("psycopg", "psycopg-pool")),
+    Driver("sqlalchemy-async", Kind.ASYNC, DATABASE_WORKLOADS, "db.drivers.sqlalchemy:AsyncSqlalchemyDatabase",
+           "SQLAlchemy 2 Core, async engine on asyncpg", pooled=True, distributions=("sqlalchemy", "asyncpg")),
+    Driver("open", Kind.SYNC, (FILE,), "app.local_io:OpenFiles", "builtin open().read()", async_twin="aiofiles",
+           legacy=True),
+    Driver("aiofiles", Kind.ASYNC, (FILE,), "app.local_io:AiofilesFiles", "aiofiles (reads in asyncio's default executor)",
+           distributions=("aiofiles",), executor=Executor.ASYNCIO),
+    Driver("anyio", Kind.ASYNC, (FILE,), "app.local_io:AnyioFiles", "anyio.Path.read_bytes (reads in AnyIO's threadpool)",
+           distributions=("anyio",), executor=Executor.THREADPOOL),
 )
 DRIVERS_BY_NAME = {driver.name: driver for driver in DRIVERS}
 
@@ -213,7 +220,7 @@ class Scenario:
         }
 
 
-_NO_IO = Driver("none", Kind.SYNC, (HELLO,), NoIO, "no I/O")
+_NO_IO = Driver("none", Kind.SYNC, (HELLO,), "app.local_io:NoIO", "no I/O")
 
 
 def _build() -> Iterator[Scenario]:

@@ -52,8 +52,8 @@ def _settings(**overrides: object) -> Settings:
 @cli.command()
 def prepare(seed_rows: SeedRows = None, data_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
     """Create, migrate and seed the database, and write the data files; then exit."""
-    from db.bootstrap import locate
-    from db.bootstrap import prepare as prepare_database
+    from app.prepare import locate
+    from app.prepare import prepare as prepare_database
 
     settings = _settings(seed_rows=seed_rows, data_dir=data_dir)
     database = locate(settings)
@@ -76,8 +76,8 @@ def serve(
     db_rtt: DbRtt = None,
 ) -> None:
     """Start the service with its database ready (migrate and seed if needed)."""
-    from db.bootstrap import locate
-    from db.bootstrap import prepare as prepare_database
+    from app.prepare import locate
+    from app.prepare import prepare as prepare_database
     from db.wire_proxy import ProxyProcess, parse_rtt_ms
     from db.wire_proxy.probe import added_rtt_ms
 

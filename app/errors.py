@@ -8,11 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from app.data_folder import DataFileError
 from db.errors import DatabaseUnavailable, Reason
 
 
 class ErrorMessage(BaseModel):
-    """An HTTPException's body: what went wrong, in words (404 no such item or file, 403 outside the data folder)."""
+    """An error in words (404 no such item or file, 403 outside the data folder): FastAPI's HTTPException body."""
 
     detail: str
 
@@ -40,5 +41,11 @@ async def database_unavailable(request: Request, exc: Exception) -> JSONResponse
     )
 
 
+async def data_file_refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DataFileError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DatabaseUnavailable, database_unavailable)
+    app.add_exception_handler(DataFileError, data_file_refused)

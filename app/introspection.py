@@ -7,24 +7,33 @@ import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from app.catalogue import DRIVERS, SCENARIOS, WORKLOADS, Style
 from app.settings import Settings
-from db.url import database_url, masked
+from db.drivers.base import DriverInstance
+from db.url import masked
 
-LIBRARIES = (
-    "fastapi", "starlette", "uvicorn", "anyio", "pydantic", "asyncpg", "psycopg2-binary",
-    "psycopg", "psycopg-pool", "sqlalchemy", "aiofiles", "uvloop",
-)
+#: What every route runs on, whatever its driver; the drivers' own packages come from the catalogue.
+SERVICE_LIBRARIES = ("fastapi", "starlette", "uvicorn", "anyio", "pydantic", "uvloop")
+
+
+@runtime_checkable
+class _ServerFacts(Protocol):
+    async def server_facts(self) -> dict[str, Any]: ...
+
+
+def libraries() -> tuple[str, ...]:
+    """The service's packages, then every driver's, each once."""
+    return tuple(dict.fromkeys(SERVICE_LIBRARIES + tuple(name for d in DRIVERS for name in d.distributions)))
 
 
 def library_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
+    for name in libraries():
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
@@ -41,15 +50,18 @@ def catalogue() -> dict[str, Any]:
     }
 
 
-async def _database_facts(drivers: dict[str, Any]) -> dict[str, Any]:
+async def _database_facts(drivers: dict[str, DriverInstance]) -> dict[str, Any]:
     """Server version and max_connections, asked through asyncpg; an outage is reported, not raised."""
+    asker = drivers.get("asyncpg")
+    if not isinstance(asker, _ServerFacts):
+        return {"error": "no driver to ask the server with"}
     try:
-        return await asyncio.wait_for(drivers["asyncpg"].server_facts(), timeout=2)
+        return await asyncio.wait_for(asker.server_facts(), timeout=2)
     except Exception as exc:  # noqa: BLE001 - /config must answer even when the database does not
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def live_config(settings: Settings, drivers: dict[str, Any]) -> dict[str, Any]:
+def live_config(settings: Settings, drivers: dict[str, DriverInstance]) -> dict[str, Any]:
     limiter = anyio.to_thread.current_default_thread_limiter()
     return {
         "pid": os.getpid(),
@@ -60,7 +72,7 @@ def live_config(settings: Settings, drivers: dict[str, Any]) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "cpu_count": os.cpu_count(),
-        "database_url": masked(database_url(settings)),
+        "database_url": masked(settings.url),
         "pools": {name: info for name, driver in drivers.items() if (info := driver.pool_info()) is not None},
         "pool_max_total": sum(settings.pool_size(d.name).max for d in DRIVERS if d.pooled),
         "libraries": library_versions(),

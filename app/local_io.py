@@ -1,7 +1,7 @@
 """The non-database "drivers": the article's sleeps and file reads from the data folder.
 
-They share the database drivers' shape (``kind``, ``start``/``stop``/``pool_info``) so the
-catalogue and the routes treat every driver alike.
+They share the database drivers' shape (``db.drivers.base.DriverInstance``: ``kind``,
+``start``/``stop``/``pool_info``) so the catalogue and the routes treat every driver alike.
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from typing import Any
 import aiofiles
 import anyio
 
-from app.settings import Settings
-
 
 class _Unpooled:
     """Nothing to open or close, no pool to report."""
-
-    def __init__(self, settings: Settings, driver: str) -> None:
-        self.driver = driver
 
     async def start(self) -> None:
         return None

@@ -11,10 +11,11 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from app import errors, introspection
-from app.catalogue import DRIVERS, DriverInstance
 from app.prepared import ensure_prepared
+from app.registry import open_drivers
 from app.routes import bench_router
 from app.settings import Settings
+from db.drivers.base import DriverInstance
 
 
 class State(TypedDict):
@@ -31,7 +32,7 @@ def _lifespan(settings: Settings) -> Any:
         await ensure_prepared(settings)
         # The limiter is per event loop; setting it here sizes the pool `def` routes run in.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_tokens
-        drivers = {driver.name: driver.factory(settings, driver.name) for driver in DRIVERS}
+        drivers = open_drivers(settings)
         await asyncio.gather(*(driver.start() for driver in drivers.values()))
         try:
             yield {"settings": settings, "drivers": drivers}

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 
 from app.settings import Settings
 from db.migrate import alembic_config
-from db.url import database_url, libpq_url, masked
+from db.url import masked
 
 
 class DatabaseNotPrepared(RuntimeError):
@@ -38,7 +38,7 @@ async def schema_revisions(url: str, timeout: float) -> set[str] | None:
 async def ensure_prepared(settings: Settings) -> None:
     """Raise DatabaseNotPrepared, saying to run `iobench prepare`, unless the database is at the
     migrations' head or cannot be reached now."""
-    url = libpq_url(database_url(settings))
+    url = settings.url
     current = await schema_revisions(url, settings.connect_timeout)
     if current is None:
         return

@@ -6,20 +6,12 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, PositiveInt
+from pydantic import AliasChoices, Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The shared Postgres this machine kind (and most laptops) runs; used when DATABASE_URL is unset.
-LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-#: The database iobench creates and owns on whatever server it is given.
-DEFAULT_DATABASE_NAME = "iobench"
-
-
-class PoolSize(BaseModel):
-    """Connection pool bounds for one driver."""
-
-    min: int = Field(1, ge=0)
-    max: PositiveInt = 10
+from db.drivers.base import ConnectionConfig, PoolSize
+from db.seed import SeedShape
+from db.url import DEFAULT_URL, libpq_url
 
 
 class Settings(BaseSettings):
@@ -58,9 +50,29 @@ class Settings(BaseSettings):
     write_slots: PositiveInt = Field(1_000, description="`write` upserts into this many rows, so load never grows the table.")
     data_dir: Path = Path("data")
 
+    @property
+    def url(self) -> str:
+        """The libpq URL of the iobench database: ``DATABASE_URL``, else localhost:5432/iobench."""
+        return libpq_url(self.database_url or DEFAULT_URL)
+
     def pool_size(self, driver: str) -> PoolSize:
         """The pool bounds for ``driver``: its override, else the global pool_min/pool_max."""
         return self.pools.get(driver, PoolSize(min=min(self.pool_min, self.pool_max), max=self.pool_max))
+
+    def connection(self, driver: str) -> ConnectionConfig:
+        """Everything the Postgres driver named ``driver`` is built from."""
+        return ConnectionConfig(
+            driver=driver,
+            url=self.url,
+            pool=self.pool_size(driver),
+            acquire_timeout=self.acquire_timeout,
+            connect_timeout=self.connect_timeout,
+            statement_timeout_ms=self.statement_timeout_ms,
+        )
+
+    def seed_shape(self) -> SeedShape:
+        """The data set these settings ask for."""
+        return SeedShape(self.seed_rows, self.customers, self.categories)
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, for a server started in another process."""

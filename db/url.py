@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy.engine import make_url
 
-if TYPE_CHECKING:
-    from app.settings import Settings
-
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/iobench"
-
-
-def database_url(settings: Settings) -> str:
-    """The libpq URL of the iobench database (``DATABASE_URL``, else localhost:5432/iobench)."""
-    return settings.database_url or DEFAULT_URL
+#: The shared Postgres most machines run, as user ``postgres``; tried when DATABASE_URL is unset.
+LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: The database iobench creates and owns on whatever server it is given.
+DEFAULT_DATABASE_NAME = "iobench"
+#: The iobench database on the local server: what DATABASE_URL means when it is unset.
+DEFAULT_URL = f"{LOCAL_SERVER_URL.rsplit('/', 1)[0]}/{DEFAULT_DATABASE_NAME}"
 
 
 def with_driver(url: str, drivername: str) -> str:

@@ -289,7 +289,7 @@ def main_command(
         if target_url:
             source = f"target {target_url}"
         else:
-            from db.bootstrap import locate, prepare
+            from app.prepare import locate, prepare
 
             database = locate(settings)
             console.print(f"database: {database.describe()}; preparing (migrate, seed {settings.seed_rows} rows) ...")

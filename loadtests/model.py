@@ -26,7 +26,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from app.catalogue import DRIVERS, STEPS, Scenario, Style
+from app.catalogue import DRIVERS, STEPS, Executor, Scenario, Style
 from loadtests.summary import CaseSummary
 
 
@@ -98,9 +98,9 @@ def bounds(scenario: Scenario, concurrency: int, shape: ServerShape) -> list[Bou
         found.append(Bound("threadpool", shape.threadpool_tokens * workers, step))
     elif style is Style.THREADPOOL_ONLY:
         found.append(Bound("threadpool", shape.threadpool_tokens * workers, 1.0))
-    if scenario.driver.name == "anyio":
+    if scenario.driver.executor is Executor.THREADPOOL:
         found.append(Bound("threadpool", shape.threadpool_tokens * workers, 1.0))
-    if scenario.driver.name == "aiofiles" or (scenario.twin and scenario.twin.name == "aiofiles"):
+    if any(driver.executor is Executor.ASYNCIO for driver in scenario.drivers):
         share = step if scenario.twin else 1.0
         found.append(Bound("asyncio executor", shape.default_executor_threads * workers, share))
     for driver in scenario.drivers:

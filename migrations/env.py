@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from app.settings import Settings
-from db.url import database_url, with_driver
+from db.url import DEFAULT_URL, with_driver
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-# db/migrate.py passes the URL in; `alembic upgrade head` from a shell falls back to DATABASE_URL.
-url = config.attributes.get("url") or database_url(Settings())
+# db/migrate.py passes the URL in; `alembic upgrade head` from a shell reads DATABASE_URL, as the service does.
+url = config.attributes.get("url") or os.environ.get("DATABASE_URL") or DEFAULT_URL
 engine = create_engine(with_driver(url, "postgresql+psycopg2"), poolclass=pool.NullPool)
 
 with engine.connect() as connection:

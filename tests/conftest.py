@@ -20,10 +20,11 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from app.main import create_app
-from app.settings import LOCAL_SERVER_URL, Settings
-from db.bootstrap import answers, prepare
+from app.prepare import prepare
+from app.settings import Settings
+from db.bootstrap import answers
 from db.embedded import EmbeddedPostgres
-from db.url import with_database
+from db.url import LOCAL_SERVER_URL, with_database
 from loadtests.server import ServiceProcess
 
 TEST_SEED = {"seed_rows": 2_000, "customers": 50, "categories": 5, "write_slots": 100}

@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from app import prepare as app_prepare
 from app.catalogue import SCENARIOS
 from app.settings import Settings
 from db import bootstrap
@@ -20,21 +21,21 @@ from loadtests.server import free_port, tail
 
 
 def test_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    database = bootstrap.locate(Settings(database_url="postgresql+psycopg2://u:p@db.example:5432/x"))
+    database = app_prepare.locate(Settings(database_url="postgresql+psycopg2://u:p@db.example:5432/x"))
     assert (database.source, database.url) == ("DATABASE_URL", "postgresql://u:p@db.example:5432/x")
     assert "p@" not in database.describe()
 
 
 def test_localhost_when_it_answers(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bootstrap, "LOCAL_SERVER_URL", pg_server)
-    database = bootstrap.locate(Settings(database_url=None))
+    database = bootstrap.locate(None)
     assert database.source == "localhost:5432" and database.url.endswith("/iobench") and database.embedded is None
 
 
 def test_embedded_when_nothing_answers(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setattr(bootstrap, "LOCAL_SERVER_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     root = Path("/tmp") / f"iobench-test-embedded-{os.getpid()}"
-    database = bootstrap.locate(Settings(database_url=None), embedded_root=root)
+    database = bootstrap.locate(None, embedded_root=root)
     try:
         assert database.source == "embedded" and database.embedded is not None
         assert bootstrap.create_database(database.url) is True

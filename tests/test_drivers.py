@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.catalogue import DRIVERS, Kind
+from app.registry import open_driver
 from app.settings import Settings
 from db import queries
+from db.drivers.base import DriverInstance
 from db.queries import Query
 from db.seed import REGIONS
 from db.url import libpq_url, with_driver
@@ -35,10 +37,9 @@ DRIVER_NAMES = [driver.name for driver in DB_DRIVERS]
 PRIVATE_SLOT = 1_000_000
 
 
-def test_the_six_driver_paths() -> None:
-    assert sorted(DRIVER_NAMES) == sorted(
-        ["psycopg2", "asyncpg", "psycopg3-sync", "psycopg3-async", "sqlalchemy-sync", "sqlalchemy-async"]
-    )
+def test_the_catalogue_has_the_six_driver_paths() -> None:
+    """The catalogue may grow; these six are what the README and the findings compare."""
+    assert {"psycopg2", "asyncpg", "psycopg3-sync", "psycopg3-async", "sqlalchemy-sync", "sqlalchemy-async"} <= set(DRIVER_NAMES)
 
 
 # --- expected values, from the seed's formulas --------------------------------------------
@@ -101,8 +102,8 @@ def typed(row: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 @pytest.fixture(scope="module")
-async def drivers(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    instances = {driver.name: driver.factory(settings, driver.name) for driver in DB_DRIVERS}
+async def drivers(settings: Settings) -> AsyncIterator[dict[str, DriverInstance]]:
+    instances = {driver.name: open_driver(driver, settings) for driver in DB_DRIVERS}
     for instance in instances.values():
         await instance.start()
     try:

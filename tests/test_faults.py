@@ -41,8 +41,10 @@ from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
 from app.catalogue import DRIVERS, DRIVERS_BY_NAME, STEPS, Kind
+from app.prepare import prepare
+from app.registry import open_driver
 from app.settings import Settings
-from db.bootstrap import prepare
+from db.drivers.base import is_async_database
 from loadtests.server import ServiceProcess
 
 DB_DRIVERS = [driver.name for driver in DRIVERS if driver.pooled]
@@ -576,13 +578,14 @@ async def test_a_cancelled_query_is_stopped_and_rolled_back(
     """
     settings = fresh_settings(pool_min=1, pool_max=2)
     activity = activity_for(settings)
-    database = DRIVERS_BY_NAME[name].factory(settings, name)
+    database = open_driver(DRIVERS_BY_NAME[name], settings)
+    assert is_async_database(database)
     await database.start()
     try:
-        assert (await database.write(slot=3, note="before"))["note"] == "before"  # type: ignore[attr-defined]
+        assert (await database.write(slot=3, note="before"))["note"] == "before"
 
         # A long pg_sleep, cancelled after 0.3 s: the server stops running it.
-        task = asyncio.create_task(database.pg_sleep(30))  # type: ignore[attr-defined]
+        task = asyncio.create_task(database.pg_sleep(30))
         await asyncio.sleep(0.3)
         assert any("pg_sleep" in row["query"] for row in activity.busy()), activity.backends()
         task.cancel()
@@ -594,7 +597,7 @@ async def test_a_cancelled_query_is_stopped_and_rolled_back(
         locker = await psycopg.AsyncConnection.connect(settings.database_url or "", application_name="faults-locker")
         async with locker, locker.transaction():
             await locker.execute("SELECT 1 FROM writes WHERE slot = 3 FOR UPDATE")
-            task = asyncio.create_task(database.write(slot=3, note="cancelled"))  # type: ignore[attr-defined]
+            task = asyncio.create_task(database.write(slot=3, note="cancelled"))
             await _until(
                 lambda: any(row["wait_event_type"] == "Lock" for row in activity.busy()), 3.0,
                 lambda: f"the write never waited for the lock: {activity.backends()}",
@@ -608,9 +611,10 @@ async def test_a_cancelled_query_is_stopped_and_rolled_back(
         assert note == ("before",), note
 
         # The pool's connections are clean: reads, a write on the same row, no transaction left open.
-        assert (await database.lookup(ITEM))["id"] == ITEM  # type: ignore[attr-defined]
-        assert (await database.write(slot=3, note="after"))["note"] == "after"  # type: ignore[attr-defined]
-        assert await database.pg_sleep(0.01) == 0.01  # type: ignore[attr-defined]
+        row = await database.lookup(ITEM)
+        assert row is not None and row["id"] == ITEM
+        assert (await database.write(slot=3, note="after"))["note"] == "after"
+        assert await database.pg_sleep(0.01) == 0.01
         assert not activity.busy(), activity.busy()
     finally:
         await database.stop()

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from app.catalogue import DATABASE_WORKLOADS, DRIVERS, Driver
+from app.registry import open_driver
 from app.settings import PoolSize, Settings
 from db.wire_proxy import ProxyProcess, WireCounters
 
@@ -99,7 +100,7 @@ async def measure(driver: Any, operation: str, proxy: ProxyProcess) -> WireCount
 @pytest.mark.parametrize("spec", DATABASE_DRIVERS, ids=lambda driver: driver.name)
 async def test_round_trips_per_operation(spec: Driver, settings: Settings, proxy: ProxyProcess) -> None:
     one_connection = settings.model_copy(update={"database_url": proxy.url, "pools": {spec.name: PoolSize(min=1, max=1)}})
-    driver = spec.factory(one_connection, spec.name)
+    driver = open_driver(spec, one_connection)
     await driver.start()
     try:
         counted = {operation: await measure(driver, operation, proxy) for operation in ARGUMENTS}

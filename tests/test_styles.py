@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from app.settings import PoolSize, Settings
+from app.settings import Settings
+from db.drivers.base import PoolSize
 from loadtests.server import ServiceProcess
 
 CONCURRENCY = 20

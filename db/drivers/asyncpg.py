@@ -6,7 +6,6 @@ from typing import Any
 
 import asyncpg
 
-from app.settings import Settings
 from db import queries
 from db.drivers.base import ConnectionConfig, unavailable
 
@@ -18,13 +17,13 @@ class AsyncpgDatabase:
 
     kind = "async"
 
-    def __init__(self, settings: Settings, driver: str = "asyncpg") -> None:
-        self.config = ConnectionConfig.from_settings(settings, driver)
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
         self._pool: asyncpg.Pool | None = None
 
     async def start(self) -> None:
         try:
-            self._pool = await self._create_pool(self.config.pool.min)
+            self._pool = await self._create_pool(self.config.min_size)
         except (TimeoutError, *_CONNECTION_ERRORS):
             # Start anyway with an empty pool: requests answer 503 until the database is back.
             self._pool = await self._create_pool(0)
@@ -32,7 +31,7 @@ class AsyncpgDatabase:
     def _create_pool(self, min_size: int) -> Any:
         return asyncpg.create_pool(
             self.config.url,
-            min_size=min(min_size, self.config.pool.max),
+            min_size=min_size,
             max_size=self.config.pool.max,
             timeout=self.config.connect_timeout,
             server_settings={

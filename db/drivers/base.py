@@ -1,21 +1,38 @@
-"""What every driver shares: its connection settings and the mapping of failures to 503."""
+"""What every Postgres driver shares: its connection settings, the protocol the routes call,
+and the mapping of failures to 503."""
 
 from __future__ import annotations
 
 import select
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
-from app.settings import PoolSize, Settings
 from db.errors import DatabaseUnavailable, Reason
-from db.url import database_url, libpq_url
 
 QUERY_CANCELED = "57014"  # SQLSTATE raised when statement_timeout fires
 
 
 @dataclass(frozen=True)
+class PoolSize:
+    """Connection pool bounds for one driver."""
+
+    min: int = 1
+    max: int = 10
+
+    def __post_init__(self) -> None:
+        if self.min < 0:
+            raise ValueError(f"pool min must be >= 0, got {self.min}")
+        if self.max < 1:
+            raise ValueError(f"pool max must be >= 1, got {self.max}")
+
+
+@dataclass(frozen=True)
 class ConnectionConfig:
-    """How one driver connects: the URL of the iobench database, its pool bounds and timeouts."""
+    """How one driver connects: the URL of the iobench database, its pool bounds and timeouts.
+
+    The service builds it from its settings (``app.settings.Settings.connection``); a driver
+    module needs nothing else.
+    """
 
     driver: str
     url: str
@@ -23,17 +40,6 @@ class ConnectionConfig:
     acquire_timeout: float
     connect_timeout: int
     statement_timeout_ms: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings, driver: str) -> ConnectionConfig:
-        return cls(
-            driver=driver,
-            url=libpq_url(database_url(settings)),
-            pool=settings.pool_size(driver),
-            acquire_timeout=settings.acquire_timeout,
-            connect_timeout=settings.connect_timeout,
-            statement_timeout_ms=settings.statement_timeout_ms,
-        )
 
     @property
     def application_name(self) -> str:
@@ -44,9 +50,77 @@ class ConnectionConfig:
     def libpq_options(self) -> str:
         return f"-c statement_timeout={self.statement_timeout_ms}"
 
+    @property
+    def min_size(self) -> int:
+        """The pool's minimum, never above its maximum."""
+        return min(self.pool.min, self.pool.max)
+
     def pool_info(self, kind: str, **live: Any) -> dict[str, Any]:
-        return {"driver": self.driver, "kind": kind, "min": self.pool.min, "max": self.pool.max,
+        return {"driver": self.driver, "kind": kind, "min": self.min_size, "max": self.pool.max,
                 "acquire_timeout": self.acquire_timeout, **live}
+
+
+class DriverInstance(Protocol):
+    """What the app's lifespan holds for each catalogue driver, Postgres or not (app/local_io.py).
+
+    ``kind`` is ``"sync"`` (blocking calls) or ``"async"`` (coroutines). ``start`` and ``stop``
+    open and close its pool, if any; ``pool_info`` describes that pool for /config, or is None.
+    """
+
+    kind: str
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def pool_info(self) -> dict[str, Any] | None: ...
+
+
+class SyncDatabase(DriverInstance, Protocol):
+    """A blocking Postgres driver: the four operations the routes call, each the shared SQL of
+    ``db/queries.py`` (reads: one statement; ``write``: one upsert inside a transaction).
+
+    The contract every driver keeps (tests/test_unavailable.py and tests/test_faults.py check it
+    for every pooled driver of the catalogue):
+
+    - A request the database cannot serve raises ``DatabaseUnavailable``, built by
+      ``unavailable()``: ``database_unavailable`` when a connection is refused, lost or times
+      out (``connect_timeout``), ``pool_timeout`` when no pooled connection frees up within
+      ``acquire_timeout``, ``statement_timeout`` when the server cancels a query. The service
+      answers it as a JSON 503 at once. Any other exception is a bug (a 500).
+    - ``start`` succeeds with the database down: the service starts and answers 503 until the
+      database is back, then 200 again from the same process, without a restart.
+    - A pooled connection the server has closed is never handed to a request: the pool checks
+      the socket at checkout (``peer_hung_up``, no round trip) and replaces it.
+    - A connection goes back to its pool clean: no transaction left open and no query running,
+      also after an error or a cancelled task.
+    """
+
+    config: ConnectionConfig
+
+    def pg_sleep(self, seconds: float) -> float: ...
+    def lookup(self, item_id: int) -> dict[str, Any] | None: ...
+    def report(self, category: int) -> list[dict[str, Any]]: ...
+    def write(self, slot: int, note: str) -> dict[str, Any]: ...
+
+
+class AsyncDatabase(DriverInstance, Protocol):
+    """An async Postgres driver: the operations of ``SyncDatabase`` as coroutines, same contract."""
+
+    config: ConnectionConfig
+
+    async def pg_sleep(self, seconds: float) -> float: ...
+    async def lookup(self, item_id: int) -> dict[str, Any] | None: ...
+    async def report(self, category: int) -> list[dict[str, Any]]: ...
+    async def write(self, slot: int, note: str) -> dict[str, Any]: ...
+
+
+def is_sync_database(driver: DriverInstance) -> TypeGuard[SyncDatabase]:
+    """True for a blocking Postgres driver (narrows the type for callers that hold any driver)."""
+    return driver.kind == "sync" and callable(getattr(driver, "lookup", None))
+
+
+def is_async_database(driver: DriverInstance) -> TypeGuard[AsyncDatabase]:
+    """True for an async Postgres driver (narrows the type for callers that hold any driver)."""
+    return driver.kind == "async" and callable(getattr(driver, "lookup", None))
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -78,8 +152,8 @@ def peer_hung_up(fileno: int) -> bool:
     An idle Postgres connection gets nothing from the server until it sends a query, so
     anything readable on its socket is the server's goodbye: the FATAL message of a shutdown
     or restart, then the end of the stream (or a reset from whatever cut the link). The pools
-    call this when they hand out a connection: one ``poll(2)`` with a zero timeout, about 2 µs
-    and no round trip, where a pre-ping (``SELECT 1``) would add one to every request.
+    call this when they hand out a connection: one ``poll(2)`` with a zero timeout, a system
+    call and no round trip, where a pre-ping (``SELECT 1``) would add one to every request.
     A link that dies silently (no FIN, no RST) is not seen here; its query fails and the pool
     drops it then.
     """

@@ -24,7 +24,6 @@ import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 
-from app.settings import Settings
 from db import queries
 from db.drivers.base import ConnectionConfig, peer_hung_up, unavailable
 
@@ -50,8 +49,8 @@ class Psycopg2Database:
 
     kind = "sync"
 
-    def __init__(self, settings: Settings, driver: str = "psycopg2") -> None:
-        self.config = ConnectionConfig.from_settings(settings, driver)
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
         self._pool: QueuePool | None = None
 
     async def start(self) -> None:

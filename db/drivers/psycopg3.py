@@ -26,7 +26,6 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from app.settings import Settings
 from db import queries
 from db.drivers.base import ConnectionConfig, peer_hung_up, unavailable
 
@@ -121,7 +120,7 @@ def _pool_kwargs(config: ConnectionConfig, last_connect: _LastConnect, base: typ
         "conninfo": config.url,
         "connection_class": last_connect.connection_class(base),
         "check": check,
-        "min_size": min(config.pool.min, config.pool.max),
+        "min_size": config.min_size,
         "max_size": config.pool.max,
         "timeout": config.acquire_timeout,
         "reconnect_timeout": _RECONNECT_TIMEOUT,
@@ -150,8 +149,8 @@ class Psycopg3Database:
 
     kind = "sync"
 
-    def __init__(self, settings: Settings, driver: str = "psycopg3-sync") -> None:
-        self.config = ConnectionConfig.from_settings(settings, driver)
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
         self._pool: ConnectionPool | None = None
         self._last_connect = _LastConnect()
 
@@ -212,8 +211,8 @@ class AsyncPsycopg3Database:
 
     kind = "async"
 
-    def __init__(self, settings: Settings, driver: str = "psycopg3-async") -> None:
-        self.config = ConnectionConfig.from_settings(settings, driver)
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
         self._pool: AsyncConnectionPool | None = None
         self._last_connect = _LastConnect()
 

@@ -21,7 +21,6 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from app.settings import Settings
 from db import queries
 from db.drivers.base import QUERY_CANCELED, ConnectionConfig, sqlstate, unavailable
 from db.drivers.psycopg2 import drop_closed_on_checkout
@@ -69,8 +68,8 @@ class SqlalchemyDatabase:
 
     kind = "sync"
 
-    def __init__(self, settings: Settings, driver: str = "sqlalchemy-sync") -> None:
-        self.config = ConnectionConfig.from_settings(settings, driver)
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
         self._engine: Engine | None = None
 
     async def start(self) -> None:
@@ -129,8 +128,8 @@ class AsyncSqlalchemyDatabase:
 
     kind = "async"
 
-    def __init__(self, settings: Settings, driver: str = "sqlalchemy-async") -> None:
-        self.config = ConnectionConfig.from_settings(settings, driver)
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
         self._engine: AsyncEngine | None = None
 
     async def start(self) -> None:

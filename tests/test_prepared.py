@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.prepare import prepare
 from app.prepared import DatabaseNotPrepared
 from app.settings import Settings
 from db import migrate
-from db.bootstrap import prepare
 from db.url import with_database
 from loadtests.server import free_port
 

@@ -15,6 +15,7 @@ from app.prepared import ensure_prepared
 from app.registry import open_drivers
 from app.routes import bench_router
 from app.settings import Settings
+from app.timing import ServerTiming
 from db.drivers.base import DriverInstance
 
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     errors.install(app)
+    app.add_middleware(ServerTiming)
     app.include_router(introspection.router)
     app.include_router(bench_router(settings))
     return app

@@ -141,10 +141,16 @@ def _print_verdicts(verdicts: list[Verdict]) -> None:
 
 
 def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
+    from loadtests.facts import model_fit
     from loadtests.report import write_report  # matplotlib and Jinja2 load only when a report is written
+    from loadtests.summary import main_cases
 
     run, records = read_run(folder)
     verdicts = evaluate_all(records, run)
+    fit = model_fit(main_cases(records))
+    misses = ", ".join(row.case.case for row in fit.misses[:8]) + (" ..." if len(fit.misses) > 8 else "")
+    console.print(f"model: {fit.within} of {fit.total} cases within ×/÷ 1.25 of their prediction"
+                  + (f"; misses (explained in the report): {escape(misses)}" if fit.misses else ""), highlight=False)
     return write_report(folder, compare_with=compare), verdicts
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from app.catalogue import ARTICLE_CASES, WORKLOADS
 from loadtests.compare import ComparisonResult
 from loadtests.findings import Verdict, required_failures, required_unsettled
-from loadtests.model import explain
+from loadtests.model import explain, in_band
 from loadtests.results import Record, is_main, successful_rps
 from loadtests.stats import Interval, median, ratio_interval
 from loadtests.summary import CaseSummary, finding_cases, main_cases, sweep_cases
@@ -75,6 +75,24 @@ class ArticleRow:
 
 
 @dataclass(frozen=True)
+class DriverRow:
+    """One database driver in its own style (``sync`` for a sync driver, ``async`` for an async one), per workload."""
+
+    driver: str
+    style: str
+    cases: dict[str, CaseSummary]
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    """How many cases the model explains (measured within ``model.MODEL_BAND`` of predicted), and the misses."""
+
+    within: int
+    total: int
+    misses: list[CaseRow]
+
+
+@dataclass(frozen=True)
 class Plot:
     file: str
     caption: str
@@ -101,6 +119,9 @@ class Facts:
     ping_interval_ms: float | None
     article: list[ArticleRow]
     workloads: list[WorkloadTable]
+    model_fit: ModelFit
+    drivers: list[DriverRow]
+    driver_workloads: list[str]
     extras: list[CaseRow]
     sweeps: dict[str, list[CaseRow]]
     plots: list[Plot] = field(default_factory=list)
@@ -167,6 +188,23 @@ def _workloads(cases: list[CaseSummary]) -> list[WorkloadTable]:
     return tables
 
 
+def model_fit(cases: list[CaseSummary]) -> ModelFit:
+    judged = [case for case in cases if case.efficiency is not None]
+    misses = [CaseRow(case, explain(case)) for case in judged if not in_band(case.efficiency)]
+    return ModelFit(len(judged) - len(misses), len(judged), misses)
+
+
+def _drivers(cases: list[CaseSummary]) -> tuple[list[DriverRow], list[str]]:
+    """Each pooled driver's cases in its native style: the driver comparison on equal terms."""
+    native = [c for c in cases if c.records[0].get("pooled") and c.style in ("sync", "async") and not c.records[0].get("twin")]
+    workloads = sorted({c.workload for c in native}, key=workload_rank)
+    rows: dict[str, DriverRow] = {}
+    for case in native:
+        row = rows.setdefault(case.driver, DriverRow(case.driver, case.style, {}))
+        row.cases[case.workload] = case
+    return sorted(rows.values(), key=lambda r: (style_rank(r.style), r.driver)), workloads
+
+
 def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -> Facts:
     """The facts of one run folder's report (plots and comparison are added by the caller)."""
     profile = run.get("profile") or {}
@@ -174,6 +212,7 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
     main = main_cases(records)
     summaries = {case.case: case for case in main}
     durations = [s for case in main if (s := case.sample_seconds)]
+    drivers, driver_workloads = _drivers(main)
     return Facts(
         run=run,
         profile=profile,
@@ -192,6 +231,9 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         ping_interval_ms=(profile.get("ping_interval") or 0) * 1000 or None,
         article=_article(records, summaries),
         workloads=_workloads(main),
+        model_fit=model_fit(main),
+        drivers=drivers,
+        driver_workloads=driver_workloads,
         extras=[CaseRow(c, explain(c)) for c in finding_cases(records)],
         sweeps={case: [CaseRow(p, explain(p)) for p in points] for case, points in sorted(sweep_cases(records).items())},
     )

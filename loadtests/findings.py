@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.catalogue import SCENARIOS_BY_ID, Scenario
-from loadtests.model import CPU_BUSY, ServerShape, capacity
+from loadtests.model import CPU_BUSY, MODEL_BAND, ServerShape, capacity
 from loadtests.results import Record, is_main, predicted_rps, successful_rps, too_many_errors
 from loadtests.stats import Interval, interval, median, ratio_interval
 from loadtests.summary import ping_p50
@@ -47,8 +47,6 @@ Status = Literal["pass", "fail", "inconclusive", "not measured", "not applicable
 
 #: The smallest effect (either way) a profile's shape must predict for a model claim to be testable there.
 MIN_EFFECT = 1.5
-#: A pass further than this (×/÷) from the model's prediction, over its whole interval, is "unexplained".
-MODEL_BAND = 1.25
 #: Fewer /ping samples than this in one repetition cannot give a median worth comparing.
 MIN_PING_SAMPLES = 20
 

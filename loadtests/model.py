@@ -1,33 +1,38 @@
-"""What throughput theory predicts for a scenario: Little's law over the resources it holds.
+"""What throughput theory predicts for a scenario: Little's law over what it holds, and the utilisation law over CPU.
 
 Little's law says a resource with N slots, each held for t seconds per request, can serve
 at most N / t requests per second; the clients themselves, c of them each waiting W per
-request, can offer at most c / W. The prediction is the smallest of these bounds:
+request, can offer at most c / W. The utilisation law says the same of CPU: a part that
+spends D seconds of CPU per request on K cores serves at most K / D. The prediction is the
+smallest of these bounds, and the bound that gives it names the bottleneck:
 
-    X = min(c / W, min over resources r of N_r / t_r)
+    X = min(c / W, min over resources r of N_r / t_r, min over CPU parts p of K_p / D_p)
 
-where W is the scenario's uncontended latency (measured with one client) and t_r the part
-of W a request holds r. Which resources a route holds depends on its style:
+W is the uncontended latency as one client sees it. A resource is held for the server's
+share of it, S (the app's own Server-Timing: W minus connecting and the client's work), so
+t_r is the part of S a request holds r. Which resources a route holds depends on its style:
 
-- ``async-blocking``: the event loop, 1 slot per worker, for all of W;
-- ``sync``: an AnyIO threadpool token for all of W (and a pooled connection while querying);
-- ``threadpool``: a token for step 1 only (W/2), then the async twin's connection;
-- ``threadpool-only``: a token for each step, so W in all;
+- ``async-blocking``: the event loop, 1 slot per worker, for all of S (nothing else runs meanwhile);
+- ``sync``: an AnyIO threadpool token for all of S (and a pooled connection while querying);
+- ``threadpool``: a token for step 1 only (S/2), then the async twin's connection;
+- ``threadpool-only``: a token for each step, so S in all;
 - ``async``: only its connection pool, if any; aiofiles also needs asyncio's default executor.
 
-CPU is not in the model: a request's CPU time is only known after the run, so the harness
-reports the server's CPU utilisation beside the prediction, and a miss at ~100% of a core
-is explained as CPU-bound (the utilisation law) rather than hidden in the prediction.
+The CPU parts, with D measured per request during the warm-up (``work.CpuMeter``): the
+service (one core per uvicorn worker: the GIL), the Postgres backends (all cores), ab (one
+core: it is single-threaded), and all three together on the machine's cores, which they share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from app.catalogue import DRIVERS, STEPS, Executor, Scenario, Style
 from loadtests.summary import CaseSummary
+from loadtests.work import CpuPerRequest
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,20 @@ class Prediction:
     capacity: float
     latency_ms: float
     bounds: dict[str, float] = field(default_factory=dict)
+    #: Requests the binding resource serves at once (threads, connections, clients); None for a CPU bound.
+    slots: float | None = None
+    #: What a closed-loop run of ``requests`` requests can reach (``for_run``), once the run is sized.
+    run_rps: float | None = None
+    requests: int | None = None
+
+    def for_run(self, requests: int) -> Prediction:
+        """The rate of a run of ``requests`` requests through ``slots`` slots: ceil(n / slots) waves of
+        the full hold, the last one part-empty. A long run tends to ``rps``; a short one falls short of it."""
+        run_rps = self.rps
+        if self.slots and self.slots >= 1 and requests > 0:
+            slots = math.floor(self.slots)
+            run_rps = self.rps * (requests / slots) / math.ceil(requests / slots)
+        return dataclasses.replace(self, run_rps=run_rps, requests=requests)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,36 +139,64 @@ def capacity(scenario: Scenario, concurrency: int, shape: ServerShape) -> float:
     return min(bound.slots / bound.hold_fraction for bound in bounds(scenario, concurrency, shape))
 
 
+def cpu_bounds(cpu: CpuPerRequest, shape: ServerShape) -> dict[str, float]:
+    """The utilisation law for each part that spends CPU on a request, and for the cores they share."""
+    rates = {}
+    if cpu.service_s:
+        rates["service CPU"] = shape.workers / cpu.service_s
+    if cpu.postgres_s:
+        rates["Postgres CPU"] = shape.cpu_count / cpu.postgres_s
+    if cpu.client_s:
+        rates["ab CPU"] = 1 / cpu.client_s
+    if cpu.total_s:
+        rates["shared cores"] = shape.cpu_count / cpu.total_s
+    return rates
+
+
 def predict(
     scenario: Scenario,
     concurrency: int,
     latency_s: float,
     shape: ServerShape,
+    *,
+    hold_s: float | None = None,
+    cpu: CpuPerRequest | None = None,
 ) -> Prediction:
-    """The Little's-law throughput of ``scenario``, given its uncontended latency ``latency_s``."""
+    """The throughput of ``scenario``: its uncontended latency ``latency_s`` (W) bounds the clients,
+    the server's share ``hold_s`` (S, default W) the resources, and ``cpu`` (per request) the CPU."""
     latency_s = max(latency_s, 1e-6)
+    hold = max(hold_s or latency_s, 1e-6)
     rates: dict[str, float] = {}
     for bound in bounds(scenario, concurrency, shape):
-        rates[bound.resource] = min(bound.rps(latency_s), rates.get(bound.resource, math.inf))
+        rate = bound.rps(latency_s if bound.resource == "clients" else hold)
+        rates[bound.resource] = min(rate, rates.get(bound.resource, math.inf))
+    if cpu is not None:
+        rates.update(cpu_bounds(cpu, shape))
     bound_name = min(rates, key=rates.__getitem__)
     rps = rates[bound_name]
+    slots = {bound.resource: bound.slots / bound.hold_fraction for bound in bounds(scenario, concurrency, shape)}
     return Prediction(
         rps=rps,
         bound=bound_name,
         capacity=rps * latency_s,  # Little's law: requests in service at once, N = X * W
         latency_ms=latency_s * 1000,
         bounds=rates,
+        slots=slots.get(bound_name),
     )
 
 
-#: Efficiency (measured / predicted) outside this band gets an explanation in the report.
-LOW_EFFICIENCY, HIGH_EFFICIENCY = 0.5, 1.5
+#: The model explains a case when measured / predicted throughput is within this factor either way.
+MODEL_BAND = 1.25
 #: A server this busy (CPU seconds per wall second, per worker) is CPU-bound, whatever Little's law says.
 CPU_BUSY = 0.85
 
 
+def in_band(efficiency: float | None) -> bool | None:
+    return None if efficiency is None else 1 / MODEL_BAND <= efficiency <= MODEL_BAND
+
+
 def explain(case: CaseSummary) -> str:
-    """Why a case is far from its prediction, or what went wrong with it ('' when nothing needs saying)."""
+    """What went wrong with a case, and why it misses its prediction by more than ``MODEL_BAND`` ('' when nothing)."""
     notes = []
     if case.errors:
         notes.append(f"error in {len(case.errors)} of {case.repetitions} rounds: " + " ".join(case.errors[0].split())[:140])
@@ -157,29 +204,37 @@ def explain(case: CaseSummary) -> str:
     if case.failures and share is not None:
         tail = ": its throughput counts only the successful ones" if case.too_many_errors else ""
         notes.append(f"{case.failures} failed/non-2xx responses (up to {share:.1%} of a round){tail}")
-    measured, cpu, bound = case.efficiency, case.cpu_utilisation, case.bound
-    if measured is not None and measured < LOW_EFFICIENCY:
-        if cpu is not None and cpu > CPU_BUSY:
-            notes.append(f"CPU-bound: the server kept {cpu:.0%} of a core busy, so its {bound} bound is never reached")
-        elif bound == "threadpool":
-            notes.append(f"threadpool knee: {case.concurrency} clients queue for the threads, and each hand-off costs more than W shows")
-        elif bound and bound.startswith("pool"):
-            notes.append(f"pool knee: clients queue for the {bound.removeprefix('pool ')} pool's connections; "
-                         "acquiring under contention costs more than W shows")
-        elif bound == "event loop":
-            notes.append("the blocked loop also delays accepting and answering, beyond the blocking call itself")
+    measured, bound = case.efficiency, case.bound or "?"
+    if in_band(measured) is False and measured is not None:
+        cpu = case.cpu_utilisation
+        if measured < 1:
+            if "CPU" in bound or bound == "shared cores":
+                why = "CPU per request grew under load over the warm-up's (contention for the shared cores, the GIL)"
+            elif cpu is not None and cpu > CPU_BUSY:
+                why = f"the service kept {cpu:.0%} of a core busy: it is CPU-bound before its {bound} bound"
+            elif bound == "threadpool":
+                why = f"{case.concurrency} clients queue for the threads, and each hand-off costs more than S shows"
+            elif bound.startswith("pool"):
+                why = f"clients queue for the {bound.removeprefix('pool ')} pool's connections; acquiring under contention costs more than S shows"
+            elif bound == "event loop":
+                why = "the blocked loop also delays accepting and answering, beyond the time the handler holds it"
+            else:
+                why = "something the model does not count binds (the GIL, ab on the same cores, Postgres locks)"
+        elif "CPU" in bound or bound == "shared cores":
+            why = "CPU per request fell under load below the warm-up's (batched work, warm caches)"
         else:
-            notes.append(f"far below the {bound} bound: something the model does not count binds "
-                         "(CPU, the GIL, Postgres, ab on the same cores)")
-    elif measured is not None and measured > HIGH_EFFICIENCY:
-        notes.append(f"faster than predicted: W, measured with one client and a new connection per request, "
-                     f"overstates how long the {bound} is held")
+            why = f"the {bound} is held for less than S, measured with one client, says"
+        notes.append(f"model miss ({measured:.0%} of the prediction, bound {bound}): {why}")
+    if case.new_sessions:
+        notes.append(f"connection churn: {case.new_sessions} new Postgres sessions during the runs")
     if case.outlier_rounds:
         notes.append("outlier round(s) " + ", ".join(str(r + 1) for r in case.outlier_rounds) + " (kept)")
     return "; ".join(notes)
 
 
 def efficiency(measured_rps: float | None, predicted: Prediction) -> float | None:
-    if not measured_rps or predicted.rps <= 0:
+    """Measured over predicted throughput, for the run as sized (``Prediction.for_run``) when it was."""
+    expected = predicted.run_rps or predicted.rps
+    if not measured_rps or expected <= 0:
         return None
-    return measured_rps / predicted.rps
+    return measured_rps / expected

@@ -19,6 +19,7 @@ from typing import TypedDict
 
 import httpx
 
+from app import timing as server_timing
 from loadtests.stats import percentiles
 
 #: Probes are sent this often by default: 50 a second costs the server little next to ab's load.
@@ -49,30 +50,35 @@ def summarise(latencies_ms: list[float], errors: int, interval_s: float, max_sen
 
 @dataclass(frozen=True)
 class Uncontended:
-    """One client, one request at a time: the scenario's latency W with nothing in its way."""
+    """One client, one request at a time: the scenario's latency W with nothing in its way, and the
+    server's share of it S (its Server-Timing header), both medians."""
 
     latency_s: float
     requests: int
     status: int
     body: str
+    server_s: float | None = None
 
 
 def measure_uncontended(url: str, *, min_requests: int = 3, min_seconds: float = 0.5, max_requests: int = 200,
                         keepalive: bool = False, timeout: float = 120.0) -> Uncontended:
     """Median latency of sequential requests; stops at the first non-200 answer."""
     headers = {} if keepalive else {"Connection": "close"}  # like ab without -k: a connection per request
-    latencies = []
+    latencies, server_ms = [], []
     started = time.perf_counter()
     with httpx.Client(timeout=timeout, headers=headers) as client:
         while True:
             t0 = time.perf_counter()
             response = client.get(url)
             latencies.append(time.perf_counter() - t0)
+            if (held := server_timing.parse(response.headers.get("server-timing"))) is not None:
+                server_ms.append(held)
             if response.status_code != 200:
                 return Uncontended(statistics.median(latencies), len(latencies), response.status_code, response.text[:500])
             done = len(latencies)
             if done >= max_requests or (done >= min_requests and time.perf_counter() - started >= min_seconds):
-                return Uncontended(statistics.median(latencies), done, 200, "")
+                server_s = statistics.median(server_ms) / 1000 if server_ms else None
+                return Uncontended(statistics.median(latencies), done, 200, "", server_s)
 
 
 class PingProbe:

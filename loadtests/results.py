@@ -62,12 +62,15 @@ class Record(TypedDict, total=False):
     error: str | None
     # What was measured.
     uncontended_ms: float | None  # W: one client, one request at a time
+    server_ms: float | None  # S: the server's share of W (its Server-Timing header)
     model: dict[str, Any] | None  # model.Prediction.to_dict()
     efficiency: float | None  # successful rps / predicted rps
     ab: dict[str, Any] | None  # ab.AbResult.to_dict()
     ping: PingSummary | None
-    cpu_utilisation: float | None  # server CPU seconds / wall seconds during the ab run
-    cpu_ms_per_request: float | None
+    cpu: dict[str, Any] | None  # work.CpuPerRequest.to_dict() during the ab run: service, Postgres, ab
+    calibration_cpu: dict[str, Any] | None  # the same during the warm-up: what the prediction used
+    cpu_utilisation: float | None  # service CPU seconds / wall seconds during the ab run
+    wire: dict[str, Any] | None  # work.WirePerRequest: round trips, statements, Parses, sessions per request
 
 
 def is_main(record: Record) -> bool:
@@ -106,7 +109,9 @@ def too_many_errors(record: Record) -> bool:
 
 
 def predicted_rps(record: Record | None) -> float | None:
-    value = ((record or {}).get("model") or {}).get("rps")
+    """The model's throughput for the run as it was sized (``Prediction.for_run``), else the steady state's."""
+    model = (record or {}).get("model") or {}
+    value = model.get("run_rps") or model.get("rps")
     return value if value is not None and value > 0 else None
 
 

@@ -29,7 +29,6 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from app.settings import Settings
 from loadtests.ab import AbError, run_ab
-from loadtests.environment import cpu_seconds
 from loadtests.errors import HarnessError
 from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
 from loadtests.model import Prediction, ServerShape, capacity, efficiency, predict
@@ -38,6 +37,7 @@ from loadtests.profiles import Case, Profile
 from loadtests.results import Record, RunFolder, successful_rps
 from loadtests.server import ServiceProcess, tail
 from loadtests.stats import median
+from loadtests.work import CpuMeter, CpuPerRequest, PostgresBackends, WirePerRequest, count_work
 
 #: Rounds an inconclusive required finding grows to, one checkpoint at a time.
 CHECKPOINTS = (3, 5, 8, 10)
@@ -45,6 +45,8 @@ CHECKPOINTS = (3, 5, 8, 10)
 PROBES_PER_SAMPLE = 30
 #: Seconds to start a server and open its pools, for the ETA.
 SERVER_START_S = 1.5
+#: The warm-up also calibrates CPU per request: it lasts about this long, within these request counts.
+WARM_UP_S, WARM_UP_MAX = 0.25, 200
 
 
 class ServiceDied(HarnessError):
@@ -187,8 +189,12 @@ class Harness:
     requests: int | None = None
     #: Judges the findings on what was measured so far (the run's findings and declared shape).
     judge: Callable[[list[Record]], list[Verdict]] = field(default=lambda records: evaluate_all(records, {}))
+    #: Count each database case's wire work through the wire proxy before the rounds (needs a TCP database URL).
+    count_work: bool = True
     records: list[Record] = field(default_factory=list)
     uncontended: dict[str, Uncontended] = field(default_factory=dict)
+    wire: dict[str, WirePerRequest] = field(default_factory=dict)
+    backends: PostgresBackends = field(default_factory=lambda: PostgresBackends(None))
 
     @property
     def measured(self) -> int:
@@ -213,9 +219,17 @@ class Harness:
         estimate = Estimates(self.profile)
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]} measured"),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        counting = self._counting_groups(main)
+        if not self.target:
+            self.backends = PostgresBackends(self.settings.database_url)
         with Progress(*columns, console=self.console, transient=False) as progress:
             total = sum(SERVER_START_S + sum(map(estimate, batch)) for batch in plan)
+            total += sum(2 * SERVER_START_S + 0.1 * len(jobs) for jobs in counting.values())
             task = progress.add_task("starting", total=total, done=0)
+            for group, jobs in counting.items():
+                progress.update(task, description=f"[dim]counting wire work: {group}[/dim]")
+                self._count(group, jobs)
+                progress.advance(task, 2 * SERVER_START_S + 0.1 * len(jobs))
             self._batches(plan, progress, task, estimate)
             done_rounds = self.profile.repeat
             for checkpoint in (c for c in CHECKPOINTS if done_rounds < c <= self.profile.max_repeat):
@@ -231,6 +245,32 @@ class Harness:
                                 + sum(SERVER_START_S + sum(map(estimate, batch)) for batch in extra))
                 self._batches(extra, progress, task, estimate)
                 done_rounds = checkpoint
+        self.backends.close()
+
+    def _counting_groups(self, jobs: list[Job]) -> dict[str, list[Job]]:
+        """The database cases whose wire work gets counted, by server group (one case key once)."""
+        if not self.count_work or self.target or not self.settings.database_url:
+            return {}
+        groups: dict[str, dict[str, Job]] = {}
+        for job in jobs:
+            if any(driver.pooled for driver in job.case.scenario.drivers):
+                groups.setdefault(job.group, {}).setdefault(job.case.key, job)
+        return {group: list(cases.values()) for group, cases in groups.items()}
+
+    def _count(self, group: str, jobs: list[Job]) -> None:
+        """Each case's round trips, statements, Parses and sessions per request, through the wire proxy."""
+        from db.wire_proxy import ProxyError, ProxyProcess
+
+        assert self.settings.database_url is not None
+        try:
+            with ProxyProcess(self.settings.database_url, 0.0, log_path=self.folder.log_path(f"proxy-{group}")) as proxy:
+                settings = self.settings.model_copy(update={"database_url": proxy.url})
+                with ServiceProcess(settings, self.folder.log_path(f"count-{group}")) as service:
+                    for job in jobs:
+                        if (found := count_work(service.url + job.case.path(), proxy)) is not None:
+                            self.wire[job.case.key] = found
+        except (ProxyError, ValueError, httpx.HTTPError) as exc:
+            self.console.print(f"[yellow]note:[/yellow] wire work of {group} not counted: {escape(str(exc))}")
 
     def _batches(self, batches: list[list[Job]], progress: Progress, task: TaskID, estimate: Estimates) -> None:
         for batch in batches:
@@ -266,8 +306,9 @@ class Harness:
             "round": job.round, "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
             "keepalive": self.keepalive, "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "requests": None, "uncontended_ms": None, "cpu_ms_per_request": None, "ab": None, "model": None,
-            "efficiency": None, "ping": None, "cpu_utilisation": None, "duration_s": None, "error": None,
+            "requests": None, "uncontended_ms": None, "server_ms": None, "ab": None, "model": None,
+            "efficiency": None, "ping": None, "cpu": None, "calibration_cpu": None, "cpu_utilisation": None,
+            "wire": None, "duration_s": None, "error": None,
         }
         started = time.monotonic()
         try:
@@ -275,47 +316,57 @@ class Harness:
             if single.status != 200:
                 record["error"] = f"answered {single.status} to a single client: {single.body[:200]}"
                 return record
-            prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape)
-            record.update(uncontended_ms=single.latency_s * 1000, model=prediction.to_dict())
+            first = predict(job.case.scenario, job.concurrency, single.latency_s, shape, hold_s=single.server_s)
+            warm, calibration = self._warm_up(url, first, job.concurrency, served)
+            prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape, hold_s=single.server_s,
+                                 cpu=calibration)
+            record.update(uncontended_ms=single.latency_s * 1000, model=prediction.to_dict(),
+                          server_ms=single.server_s * 1000 if single.server_s else None,
+                          calibration_cpu=calibration.to_dict() if calibration else None,
+                          wire=self.wire.get(job.case.key))
             # Sized by what earlier rounds measured, else by the warm-up, never by the prediction: a
             # CPU-bound case can fall far short of Little's law, and a run sized by it would last minutes.
-            warm = self._warm_up(url, prediction, job.concurrency)
             measured_before = median([r for rec in self.records if rec["case"] == job.case.key
                                       and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
             rate = measured_before or min(prediction.rps, warm or prediction.rps)
             requests = requests_for(self.profile, rate, job.concurrency, self.requests)
-            record["requests"] = requests
+            prediction = prediction.for_run(requests)
+            record.update(requests=requests, model=prediction.to_dict())
             # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
             expected_s = requests / rate
             timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / rate))
-            cpu_before, wall_before = (cpu_seconds(served.pid) if served.pid else None), time.monotonic()
-            with PingProbe(served.url, self.profile.ping_interval) as probe:
+            wall_before = time.monotonic()
+            with PingProbe(served.url, self.profile.ping_interval) as probe, CpuMeter(served.pid, self.backends) as meter:
                 result = run_ab(url, requests, job.concurrency, keepalive=self.keepalive, timeout_s=timeout_s,
                                 time_limit_s=max(60.0, 4 * expected_s + timeout_s))
             wall = time.monotonic() - wall_before
-            cpu_after = cpu_seconds(served.pid) if served.pid else None
             record.update(ab=result.to_dict(), ping=probe.summary())
             record["efficiency"] = efficiency(successful_rps(record), prediction)
-            if cpu_before is not None and cpu_after is not None and result.successful:
-                # The utilisation law: a server at ~100% of a core per worker is CPU-bound, whatever Little says.
-                record["cpu_utilisation"] = (cpu_after - cpu_before) / wall
-                record["cpu_ms_per_request"] = (cpu_after - cpu_before) * 1000 / result.successful
+            if (cpu := meter.per_request(result.successful)) is not None:
+                record["cpu"] = cpu.to_dict()
+                if cpu.service_s is not None:
+                    # The utilisation law: a server at ~100% of a core per worker is CPU-bound, whatever Little says.
+                    record["cpu_utilisation"] = cpu.service_s * result.successful / wall
         except (AbError, httpx.HTTPError) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             record["duration_s"] = round(time.monotonic() - started, 3)
         return record
 
-    def _warm_up(self, url: str, prediction: Prediction, concurrency: int) -> float | None:
-        """Two rounds at the concurrency the server can actually serve: opens pools and threads
-        without queueing (an async-blocking route serves one at a time, so it warms with one client).
-        Returns the rate it reached, if every request succeeded."""
+    def _warm_up(self, url: str, prediction: Prediction, concurrency: int,
+                 served: Served) -> tuple[float | None, CpuPerRequest | None]:
+        """At least two rounds at the concurrency the server can actually serve: opens pools and
+        threads without queueing (an async-blocking route serves one at a time, so it warms with
+        one client), and lasts about ``WARM_UP_S`` to calibrate the CPU each request costs.
+        Returns the rate it reached and the CPU per request, if every request succeeded."""
         clients = max(1, min(concurrency, math.ceil(prediction.capacity)))
-        expected_s = 2 * clients / prediction.rps
-        warm = run_ab(url, 2 * clients, clients, keepalive=self.keepalive, timeout_s=30,
-                      time_limit_s=max(60.0, 4 * expected_s))
+        requests = max(2 * clients, min(WARM_UP_MAX, round(prediction.rps * WARM_UP_S)))
+        expected_s = requests / prediction.rps
+        with CpuMeter(served.pid, self.backends) as meter:
+            warm = run_ab(url, requests, clients, keepalive=self.keepalive, timeout_s=30,
+                          time_limit_s=max(60.0, 4 * expected_s))
         ok = warm.failed == 0 and warm.non_2xx == 0 and warm.successful_per_second > 0
-        return warm.successful_per_second if ok else None
+        return (warm.successful_per_second, meter.per_request(warm.successful)) if ok else (None, None)
 
 
 def summary_line(record: Record) -> str:

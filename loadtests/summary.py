@@ -117,6 +117,25 @@ class CaseSummary:
     def cpu_utilisation(self) -> float | None:
         return median([u for r in self.records if (u := r.get("cpu_utilisation")) is not None])
 
+    def cpu_ms(self, part: str) -> float | None:
+        """CPU ms per request of ``part`` (``service_s``, ``postgres_s`` or ``client_s``) during the runs (median)."""
+        return median([v * 1000 for r in self.records if (v := (r.get("cpu") or {}).get(part)) is not None])
+
+    @property
+    def new_sessions(self) -> int | None:
+        """Postgres sessions the service opened during the runs (connection churn), all rounds together."""
+        counts = [n for r in self.records if (n := (r.get("cpu") or {}).get("new_sessions")) is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def wire(self) -> dict[str, Any] | None:
+        """Round trips, statements, Parses and sessions per request, counted once through the wire proxy."""
+        return next((w for r in self.records if (w := r.get("wire"))), None)
+
+    @property
+    def server_ms(self) -> float | None:
+        return median([v for r in self.records if (v := r.get("server_ms"))])
+
     @property
     def worst_error_share(self) -> float | None:
         shares = [s for r in self.records if (s := error_share(r)) is not None]

@@ -72,7 +72,12 @@ def make_record(
         **case.to_dict(),  # type: ignore[typeddict-item]  # the scenario's fields, as Record declares them
         "round": round, "sweep": sweep, "for_finding": for_finding, "concurrency": c, "requests": requests,
         "keepalive": False, "server": server, "threadpool_tokens": TOKENS, "uncontended_ms": w_ms,
-        "cpu_ms_per_request": 1.0, "ab": ab, "model": prediction.to_dict(), "efficiency": eff * noise, "ping": ping,
+        "server_ms": w_ms * 0.9, "ab": ab, "model": prediction.to_dict(), "efficiency": eff * noise, "ping": ping,
+        "cpu": {"service_s": 0.0008, "postgres_s": 0.0002 if scenario.driver.pooled else 0.0, "client_s": 0.0001,
+                "new_sessions": 0},
+        "calibration_cpu": None,
+        "wire": {"requests": 10, "round_trips": 2.0, "statements": 2.0, "parses": 0.0, "sessions": 0.0}
+        if scenario.driver.pooled else None,
         "cpu_utilisation": cpu_util, "started": "2026-11-25T18:00:00+00:00", "duration_s": 1.2, "error": None,
     }
     if error:

@@ -49,3 +49,26 @@ def test_explain_names_the_cpu_and_errors() -> None:
     assert "failed/non-2xx" in explain(failing) and "successful ones" in explain(failing)
     fine = summarise([make_record("wait/sync/time", round=r) for r in range(3)])[0]
     assert explain(fine) == ""
+
+
+def test_resources_are_held_for_the_servers_share_and_clients_wait_the_whole_latency() -> None:
+    # W = 12 ms as the client sees it, S = 10 ms in the app: the event loop is held for S, not W.
+    p = predict(SCENARIOS_BY_ID["lookup/async-blocking/psycopg2"], 40, 0.012, SHAPE, hold_s=0.010)
+    assert p.bound == "event loop" and p.rps == pytest.approx(100)
+    assert p.bounds["clients"] == pytest.approx(40 / 0.012)
+
+
+def test_cpu_bounds_follow_the_utilisation_law() -> None:
+    from loadtests.work import CpuPerRequest
+
+    cpu = CpuPerRequest(service_s=0.001, postgres_s=0.0004, client_s=0.0002, new_sessions=0)
+    p = predict(SCENARIOS_BY_ID["lookup/async/asyncpg"], 40, 0.002, SHAPE, cpu=cpu)
+    assert p.bound == "service CPU" and p.rps == pytest.approx(1000)  # one core per worker: the GIL
+    assert p.bounds["shared cores"] == pytest.approx(2 / 0.0016)
+    assert p.bounds["ab CPU"] == pytest.approx(5000) and p.slots is None
+
+
+def test_a_short_closed_loop_run_loses_its_last_wave() -> None:
+    p = predict(SCENARIOS_BY_ID["wait/sync/time"], 40, 0.1, SHAPE)  # 16 threads: 160 rps in the long run
+    assert p.slots == 16 and p.for_run(160).run_rps == pytest.approx(160)
+    assert p.for_run(100).run_rps == pytest.approx(160 * (100 / 16) / 7)  # 7 waves for 100 requests

@@ -1,0 +1,170 @@
+"""What a request costs: the work it puts on the wire, and the CPU it takes from the service, Postgres and ab.
+
+Drivers are only comparable on equal work, so the harness counts it instead of assuming it:
+
+- **On the wire** (``count_work``): before the rounds, each pooled driver's cases run on a
+  service that reaches Postgres through the wire proxy (``db.wire_proxy``, no added delay),
+  one client at a time, and the proxy counts round trips, statements, Parse messages and new
+  sessions per request. Counting is kept out of the measured runs, where the proxy's own CPU
+  would be in the way.
+- **CPU** (``CpuMeter``): during a run, the CPU seconds of the service's processes (psutil),
+  of the Postgres backends serving it (their /proc times, found through pg_stat_activity:
+  local servers only), and of ab (the harness's reaped children), each per request. The
+  utilisation law turns them into bounds (``model.predict``).
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import asdict, dataclass
+from typing import Any, Self, TypedDict
+
+import httpx
+import psutil
+import psycopg
+
+from loadtests.environment import cpu_seconds
+
+#: Requests per case when counting wire work: enough to average out a pool's first-use costs.
+COUNT_REQUESTS = 10
+WARM_REQUESTS = 3
+
+
+class WirePerRequest(TypedDict):
+    """Frontend messages per request, counted by the wire proxy with one client."""
+
+    requests: int
+    round_trips: float
+    statements: float
+    parses: float
+    sessions: float  # new server sessions per request: anything above 0 is connection churn
+
+
+def count_work(url: str, proxy: Any, requests: int = COUNT_REQUESTS) -> WirePerRequest | None:
+    """Per-request wire work of the route at ``url`` on a service that talks to Postgres through ``proxy``.
+
+    ``proxy`` is a ``db.wire_proxy.ProxyProcess``. None when the route does not answer 200.
+    """
+    with httpx.Client(timeout=60, headers={"Connection": "close"}) as client:
+        for _ in range(WARM_REQUESTS):  # pools open, statements get prepared: steady state is what counts
+            if client.get(url).status_code != 200:
+                return None
+        proxy.reset()
+        for _ in range(requests):
+            if client.get(url).status_code != 200:
+                return None
+        counted = proxy.reset()
+    return {"requests": requests, "round_trips": counted.round_trips / requests,
+            "statements": counted.statements / requests, "parses": counted.parses / requests,
+            "sessions": counted.sessions / requests}
+
+
+@dataclass(frozen=True)
+class CpuPerRequest:
+    """CPU seconds per successful request, by who spent them (None where it could not be read)."""
+
+    service_s: float | None
+    postgres_s: float | None
+    client_s: float | None
+    #: Postgres backends of the service that appeared during the run: new sessions (churn).
+    new_sessions: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def total_s(self) -> float | None:
+        parts = [p for p in (self.service_s, self.postgres_s, self.client_s) if p is not None]
+        return sum(parts) if parts else None
+
+
+class PostgresBackends:
+    """The Postgres backends serving the iobench service (application_name iobench-*), and their CPU.
+
+    Reads /proc through psutil, so it only works when Postgres runs on this machine; ``available``
+    says whether it does. One monitoring connection, in autocommit (each query sees fresh data).
+    """
+
+    def __init__(self, database_url: str | None) -> None:
+        self._connection: psycopg.Connection[Any] | None = None
+        if database_url:
+            try:
+                self._connection = psycopg.connect(database_url, autocommit=True, connect_timeout=5,
+                                                   application_name="iobench-harness")
+            except psycopg.Error:
+                self._connection = None
+
+    @property
+    def available(self) -> bool:
+        return self._connection is not None
+
+    def cpu(self) -> dict[int, float] | None:
+        """CPU seconds used so far by each backend of the service, by pid."""
+        if self._connection is None:
+            return None
+        try:
+            rows = self._connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'iobench-%' AND application_name <> 'iobench-harness'"
+            ).fetchall()
+        except psycopg.Error:
+            return None
+        found = {}
+        for (pid,) in rows:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                return None  # not on this machine, or not ours to read
+            found[pid] = times.user + times.system
+        return found
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU of the service, its Postgres backends and ab over one block of load::
+
+        with CpuMeter(service_pid, backends) as meter:
+            result = run_ab(...)
+        meter.per_request(result.successful)
+    """
+
+    def __init__(self, service_pid: int | None, backends: PostgresBackends) -> None:
+        self.service_pid = service_pid
+        self.backends = backends
+
+    def __enter__(self) -> Self:
+        self._service = cpu_seconds(self.service_pid) if self.service_pid else None
+        self._postgres = self.backends.cpu()
+        self._client = _children_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._service_after = cpu_seconds(self.service_pid) if self.service_pid else None
+        self._postgres_after = self.backends.cpu()
+        self._client_after = _children_cpu()
+
+    def per_request(self, requests: int) -> CpuPerRequest | None:
+        if requests <= 0:
+            return None
+        service = (self._service_after - self._service) / requests \
+            if self._service is not None and self._service_after is not None else None
+        postgres = new = None
+        if self._postgres is not None and self._postgres_after is not None:
+            postgres = sum(cpu - self._postgres.get(pid, 0.0) for pid, cpu in self._postgres_after.items()) / requests
+            new = len(self._postgres_after.keys() - self._postgres.keys())
+        return CpuPerRequest(service, postgres, (self._client_after - self._client) / requests, new)

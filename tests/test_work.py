@@ -1,0 +1,62 @@
+"""What a request costs, measured: wire work through the wire proxy, CPU of the service, Postgres and ab."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from test_round_trips import EXPECTED
+
+from app.catalogue import STEPS
+from app.settings import Settings
+from db.wire_proxy import ProxyProcess
+from loadtests.ab import run_ab
+from loadtests.server import ServiceProcess
+from loadtests.work import CpuMeter, PostgresBackends, count_work
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def counted_service(settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The service behind the wire proxy (no added delay), as the harness's counting pass runs it."""
+    assert settings.database_url is not None
+    logs = tmp_path_factory.mktemp("count")
+    with ProxyProcess(settings.database_url, 0.0, log_path=logs / "proxy.log") as proxy:
+        service_settings = settings.model_copy(update={"database_url": proxy.url})
+        with ServiceProcess(service_settings, logs / "service.log") as service:
+            yield service, proxy
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "asyncpg", "sqlalchemy-async"])
+def test_count_work_is_the_drivers_round_trips_times_the_steps(counted_service, driver: str) -> None:  # type: ignore[no-untyped-def]
+    service, proxy = counted_service
+    style = "async" if driver in ("asyncpg", "sqlalchemy-async") else "sync"
+    found = count_work(f"{service.url}/bench/lookup/{style}/{driver}", proxy)
+    assert found is not None
+    assert found["round_trips"] == STEPS * EXPECTED[driver].lookup
+    assert found["parses"] == 0 and found["sessions"] == 0, "warm pools open nothing and prepare nothing anew"
+
+
+def test_count_work_says_none_for_a_failing_route(counted_service) -> None:  # type: ignore[no-untyped-def]
+    service, proxy = counted_service
+    assert count_work(f"{service.url}/bench/lookup/sync/psycopg2?id=999999999", proxy) is None
+
+
+@pytest.mark.skipif(shutil.which("ab") is None, reason="ApacheBench (ab) not installed")
+def test_cpu_meter_reads_the_service_its_backends_and_ab(live_server: ServiceProcess, settings: Settings) -> None:
+    with PostgresBackends(settings.database_url) as backends:
+        assert backends.available
+        with CpuMeter(live_server.pid, backends) as meter:
+            result = run_ab(f"{live_server.url}/bench/report/async/asyncpg", 200, 4)
+        cpu = meter.per_request(result.successful)
+    assert cpu is not None and result.successful == 200
+    assert cpu.service_s is not None and cpu.service_s > 0
+    assert cpu.postgres_s is not None and cpu.postgres_s > 0, "the report query costs Postgres CPU"
+    assert cpu.client_s is not None and cpu.client_s > 0
+    assert cpu.new_sessions is not None
+
+
+def test_no_database_means_no_backend_cpu() -> None:
+    backends = PostgresBackends(None)
+    assert not backends.available and backends.cpu() is None

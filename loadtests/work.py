@@ -21,7 +21,6 @@ from typing import Any, Self, TypedDict
 
 import httpx
 import psutil
-import psycopg
 
 from loadtests.environment import cpu_seconds
 
@@ -86,6 +85,9 @@ class PostgresBackends:
     """
 
     def __init__(self, database_url: str | None) -> None:
+        import psycopg  # only a run that measures Postgres needs a driver: reading the catalogue must not load one
+
+        self._error = psycopg.Error
         self._connection: psycopg.Connection[Any] | None = None
         if database_url:
             try:
@@ -107,7 +109,7 @@ class PostgresBackends:
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                 "AND application_name LIKE 'iobench-%' AND application_name <> 'iobench-harness'"
             ).fetchall()
-        except psycopg.Error:
+        except self._error:
             return None
         found = {}
         for (pid,) in rows:

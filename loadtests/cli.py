@@ -20,7 +20,9 @@ from rich.table import Table
 
 from app.catalogue import DRIVERS, SCENARIOS_BY_ID, WORKLOADS, Style
 from app.settings import Settings
+from db.wire_proxy.rtt import MAX_RTT_MS, parse_rtt_ms
 from loadtests.ab import find_ab, normalise_target
+from loadtests.budget import connection_budget
 from loadtests.compare import ComparisonResult, compare_folders
 from loadtests.environment import environment
 from loadtests.errors import (
@@ -35,7 +37,7 @@ from loadtests.errors import (
     raise_terminated,
 )
 from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failures, required_unsettled
-from loadtests.profiles import PROFILES, cases_for, narrow
+from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, RunFolder, default_run_dir, read_run
 from loadtests.runner import Harness, Job, finding_jobs, server_settings
 from loadtests.stability import series
@@ -83,6 +85,26 @@ def _levels(text: str | None) -> tuple[int, ...] | None:
     if not levels or min(levels) < 1:
         raise fail("--sweep-levels must be integers >= 1")
     return levels
+
+
+def _rtt(option: str, text: str) -> float:
+    try:
+        return parse_rtt_ms(text)
+    except ValueError:
+        raise fail(f"{option} takes milliseconds from 0 to {MAX_RTT_MS:g}, got {text!r}") from None
+
+
+def _measure_rtts(database_url: str, levels: list[float]) -> dict[str, float]:
+    """What the wire proxy really adds at each asked RTT (median SELECT 1 through it minus direct), printed and kept."""
+    from db.wire_proxy import ProxyProcess
+    from db.wire_proxy.probe import added_rtt_ms
+
+    measured = {}
+    for level in levels:
+        with ProxyProcess(database_url, level) as proxy:
+            measured[f"{level:g}"] = added_rtt_ms(database_url, proxy.url)
+        console.print(f"wire proxy: asked {level:g} ms of round trip, measured {measured[f'{level:g}']:.2f} ms added")
+    return measured
 
 
 def _check_target(target: str) -> str:
@@ -227,7 +249,19 @@ def main_command(
         typer.Option(help="Connection pool size of every driver of the started service. Default: the profile's. "
                      "The findings keep the profile's thresholds, so a server shaped otherwise is judged against it."),
     ] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes of the started service.")] = 1,
+    workers: Annotated[Optional[int], typer.Option(help="uvicorn worker processes of the started service. Default: the profile's.")] = None,
+    db_rtt: Annotated[
+        Optional[str],
+        typer.Option("--db-rtt", metavar="MS",
+                     help="Put the database MS milliseconds of round trip away: the wire proxy (db/wire_proxy) sits "
+                     "between the service and Postgres and delays every message by MS/2 each way. 0 to 100."),
+    ] = None,
+    rtt_levels: Annotated[
+        Optional[str],
+        typer.Option(metavar="MS,MS,...",
+                     help="Also measure the lookup, report and write cases of psycopg2, psycopg 3 and asyncpg at these RTTs "
+                     "(e.g. 0,0.5,1,2,5), plot throughput against RTT and report where async starts to win."),
+    ] = None,
     compare: Annotated[
         Optional[Path],
         typer.Option(help="An earlier run folder: the report marks throughput regressions and findings that changed."),
@@ -246,13 +280,18 @@ def main_command(
                         ("--pool-max", pool_max), ("--workers", workers), ("--repeat", repeat), ("--max-repeat", max_repeat)):
         if value is not None and value < 1:
             raise fail(f"{name} must be >= 1, got {value}")
+    base_rtt = _rtt("--db-rtt", db_rtt) if db_rtt is not None else None
+    levels_rtt = tuple(dict.fromkeys(_rtt("--rtt-levels", part) for part in rtt_levels.split(","))) if rtt_levels else ()
+    if (base_rtt or levels_rtt) and target:
+        raise fail("--db-rtt and --rtt-levels need a service started here (the proxy sits in front of its database), not --target")
     if seconds is not None and not 0 <= seconds <= 60:
         raise fail(f"--seconds must be between 0 and 60, got {seconds}")
     if compare is not None:
         _check_run_folder(compare, "--compare")
     if out is not None and (out / RESULTS).exists():
         raise fail(f"--out {out} already holds a run; choose a new folder (runs are never mixed)")
-    overrides = {"seconds": seconds, "concurrency": concurrency, "threadpool_tokens": threadpool_tokens, "pool_max": pool_max}
+    overrides = {"seconds": seconds, "concurrency": concurrency, "threadpool_tokens": threadpool_tokens, "pool_max": pool_max,
+                 "workers": workers, "db_rtt_ms": base_rtt}
     profile = dataclasses.replace(PROFILES[profile_name], **{k: v for k, v in overrides.items() if v is not None})
     if repeat is not None or max_repeat is not None:
         rounds = repeat or profile.repeat
@@ -269,8 +308,13 @@ def main_command(
     selected = narrow(base, workloads, styles, drivers)
     if not selected:
         raise fail("no scenario matches these filters; see --list")
-    jobs = [Job(case, profile.concurrency) for case in profile.cases(selected)]
+    jobs = [Job(case, profile.concurrency, rtt_ms=profile.db_rtt_ms) for case in profile.cases(selected)]
     jobs += finding_jobs(jobs)
+    rtt_jobs = [job for job in jobs if not job.for_finding and rtt_swept(job.case.scenario)]
+    jobs += [dataclasses.replace(job, rtt_ms=level, variant=True)
+             for level in levels_rtt if level != profile.db_rtt_ms for job in rtt_jobs]
+    if levels_rtt and not rtt_jobs:
+        raise fail("--rtt-levels measures lookup, report and write on " + ", ".join(RTT_DRIVERS) + "; none is selected")
     if sweep:
         sweep_ids = set(chosen or profile.sweep_ids)
         for swept in (s for s in selected if s.id in sweep_ids):
@@ -285,23 +329,36 @@ def main_command(
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     target_url = _check_target(target) if target else None
+    settings = server_settings(Settings(), profile)
+    database, budget = None, None
+    if not target_url:
+        from app.prepare import locate
+
+        database = locate(settings)
+        settings = settings.model_copy(update={"database_url": database.url})
+        budget = connection_budget(settings, jobs)
+        if not budget.fits:  # before any folder, server or load: like any other bad setting
+            database.close()
+            raise fail(budget.describe())
     folder = RunFolder(out or default_run_dir(profile.name))
     planned = sum(profile.sweep_repeat if job.sweep else profile.repeat for job in jobs)
     console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(jobs)} cases x {profile.repeat} rounds -> {folder.path}")
-    exit_code, status, error, database = 0, "complete", None, None
+    exit_code, status, error = 0, "complete", None
     previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        settings = server_settings(Settings(workers=workers), profile)
-        if target_url:
+        if database is None:
             source = f"target {target_url}"
         else:
-            from app.prepare import locate, prepare
+            from app.prepare import prepare
 
-            database = locate(settings)
             console.print(f"database: {database.describe()}; preparing (migrate, seed {settings.seed_rows} rows) ...")
             prepare(database.url, settings)
-            settings = settings.model_copy(update={"database_url": database.url})
             source = database.source
+            assert budget is not None
+            console.print(budget.describe(), highlight=False)
+            folder.write_run(connection_budget=budget.to_dict())
+            if rtts := sorted({job.rtt_ms for job in jobs if job.rtt_ms}):
+                folder.write_run(rtt_measured=_measure_rtts(database.url, rtts))
         folder.write_run(
             profile=profile.to_dict(), command=sys.argv, status="running", planned=planned,
             started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),

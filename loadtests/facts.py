@@ -15,7 +15,7 @@ from loadtests.findings import Verdict, required_failures, required_unsettled
 from loadtests.model import explain, in_band
 from loadtests.results import Record, is_main, successful_rps
 from loadtests.stats import Interval, median, ratio_interval
-from loadtests.summary import CaseSummary, finding_cases, main_cases, sweep_cases
+from loadtests.summary import CaseSummary, finding_cases, main_cases, rtt_cases, sweep_cases
 
 #: The article's four cases (S = 3 s, ab -n 200 -c 100, AnyIO's 40 threads): rps as published.
 ARTICLE_RPS = {1: 5.53, 2: 0.17, 3: 11.06, 4: 8.29}
@@ -93,6 +93,109 @@ class ModelFit:
 
 
 @dataclass(frozen=True)
+class RttPoint:
+    rtt_ms: float
+    ratio: Interval | None  # async over sync, paired over the rounds at this RTT
+    predicted: float | None  # the model's ratio at this RTT
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where an async driver starts to beat its sync counterpart by ``WIN`` as the database moves away."""
+
+    workload: str
+    asynchronous: str
+    synchronous: str
+    points: list[RttPoint]
+    measured_ms: float | None  # interpolated; None when never reached within the levels
+    predicted_ms: float | None
+    WIN = 1.5
+
+    @property
+    def reached(self) -> str:
+        """The crossover in words, for a table cell."""
+        return _crossing_text(self.measured_ms, self.points, lambda p: p.ratio.center if p.ratio else None)
+
+    @property
+    def predicted_reached(self) -> str:
+        return _crossing_text(self.predicted_ms, self.points, lambda p: p.predicted)
+
+
+@dataclass(frozen=True)
+class RttSeries:
+    """Cases measured at several round-trip times to Postgres, and the crossovers they show."""
+
+    levels: list[float]
+    cases: dict[str, dict[float, CaseSummary]]
+    crossovers: list[Crossover]
+    proxy_cpu_ms: float | None  # the wire proxy's own CPU per request, median over the cases behind it
+    measured_rtt: dict[str, float]  # asked -> measured added RTT (ms), from run.json
+
+
+def crossing(points: list[tuple[float, float | None]], win: float = Crossover.WIN) -> float | None:
+    """The RTT at which ``ratio`` first reaches ``win``, interpolated linearly between levels; 0 if at the first level."""
+    previous: tuple[float, float] | None = None
+    for rtt, ratio in points:
+        if ratio is None:
+            continue
+        if ratio >= win:
+            if previous is None:
+                return rtt
+            (r0, v0) = previous
+            return r0 + (win - v0) / (ratio - v0) * (rtt - r0) if ratio != v0 else rtt
+        previous = (rtt, ratio)
+    return None
+
+
+def _crossing_text(value: float | None, points: list[RttPoint], get: Any) -> str:
+    if value is not None:
+        return f"{value:.2g} ms" if value > points[0].rtt_ms else f"already at {points[0].rtt_ms:g} ms"
+    if not any(get(p) for p in points):
+        return "-"
+    return f"not within {points[-1].rtt_ms:g} ms"
+
+
+RTT_PAIRS = (("asyncpg", "psycopg2"), ("psycopg3-async", "psycopg3-sync"))
+
+
+def _paired_at(records: list[Record], num: str, den: str, rtt: float, value: Any) -> Interval | None:
+    def at(case: str) -> dict[int, float]:
+        return {int(r.get("round", 0)): v for r in records if r["case"] == case and not r.get("sweep")
+                and not r.get("for_finding") and float(r.get("rtt_ms") or 0) == rtt and (v := value(r))}
+
+    a, b = at(num), at(den)
+    return ratio_interval([(a[k], b[k]) for k in sorted(a.keys() & b.keys())])
+
+
+def rtt_series(run: dict[str, Any], records: list[Record]) -> RttSeries | None:
+    found = rtt_cases(records)
+    if not found:
+        return None
+    levels = sorted({point.rtt_ms for points in found.values() for point in points})
+    cases = {case: {point.rtt_ms: point for point in points} for case, points in found.items()}
+    crossovers = []
+    for workload in sorted({points[0].workload for points in found.values()}, key=workload_rank):
+        for asynchronous, synchronous in RTT_PAIRS:
+            num, den = f"{workload}/async/{asynchronous}", f"{workload}/sync/{synchronous}"
+            if num not in cases or den not in cases:
+                continue
+            points = []
+            for level in levels:
+                a, b = cases[num].get(level), cases[den].get(level)
+                predicted = a.predicted_rps / b.predicted_rps if a and b and a.predicted_rps and b.predicted_rps else None
+                points.append(RttPoint(level, _paired_at(records, num, den, level, successful_rps), predicted))
+            crossovers.append(Crossover(
+                workload, num, den, points,
+                crossing([(p.rtt_ms, p.ratio.center if p.ratio else None) for p in points]),
+                crossing([(p.rtt_ms, p.predicted) for p in points]),
+            ))
+    proxy = median([v for points in found.values() for point in points if point.rtt_ms
+                    and (v := point.cpu_ms("proxy_s")) is not None])
+    measured = {str(k): float(v) for k, v in (run.get("rtt_measured") or {}).items()}
+    return RttSeries(levels, cases, crossovers, proxy, measured)
+
+
+@dataclass(frozen=True)
 class Plot:
     file: str
     caption: str
@@ -123,6 +226,7 @@ class Facts:
     drivers: list[DriverRow]
     driver_workloads: list[str]
     extras: list[CaseRow]
+    rtt: RttSeries | None
     sweeps: dict[str, list[CaseRow]]
     plots: list[Plot] = field(default_factory=list)
     plot_error: str | None = None
@@ -235,5 +339,6 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         drivers=drivers,
         driver_workloads=driver_workloads,
         extras=[CaseRow(c, explain(c)) for c in finding_cases(records)],
+        rtt=rtt_series(run, records),
         sweeps={case: [CaseRow(p, explain(p)) for p in points] for case, points in sorted(sweep_cases(records).items())},
     )

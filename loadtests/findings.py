@@ -67,11 +67,13 @@ class Finding:
     threshold_reason: str = ""
     #: Measure both cases at this many clients (an extra measurement) instead of the profile's.
     concurrency: int | None = None
+    #: Judge the cases at the largest RTT the run put between the service and Postgres (``--rtt-levels``).
+    far: bool = False
 
     @property
     def claim(self) -> str:
         name = {"rps": "throughput", "ping_p50_ms": "median /ping latency"}[self.metric]
-        at = f" at c = {self.concurrency}" if self.concurrency else ""
+        at = f" at c = {self.concurrency}" if self.concurrency else " at the largest RTT measured" if self.far else ""
         bar = f"{self.threshold:g}" if self.threshold is not None else "sqrt(model ratio)"
         return f"{name} of `{self.numerator}` {self.op} {bar} x that of `{self.denominator}`{at}"
 
@@ -142,6 +144,13 @@ FINDINGS: tuple[Finding, ...] = (
             "lookup/async/asyncpg", "rps", ">=", False, "(not in the article: the cost of the ORM layer)",
             "Core adds Python work per query over its own pool of asyncpg connections.",
             threshold=0.8, threshold_reason="'keeps up': within 20%"),
+    *(Finding(f"R1-{workload}", f"Async wins once the database is a network hop away ({workload})",
+              f"{workload}/async/asyncpg", f"{workload}/sync/psycopg2", "rps", ">=", False,
+              "the article's premise: a request that mostly waits on the database",
+              "Every round trip adds its RTT to the time a thread holds its token; an awaiting route holds only its "
+              "connection, and the pool is larger than the threadpool.",
+              threshold=1.5, threshold_reason="'async wins': by 1.5x, as the RTT sweep's crossover is defined", far=True)
+      for workload in ("lookup", "report", "write")),
 )
 FINDINGS_BY_ID = {finding.id: finding for finding in FINDINGS}
 
@@ -158,7 +167,8 @@ class Declared:
         profile = run.get("profile") or {}
         declared = profile.get("declared") or profile
         try:
-            shape = ServerShape.declared(int(declared["threadpool_tokens"]), int(declared["pool_max"]))
+            shape = ServerShape.declared(int(declared["threadpool_tokens"]), int(declared["pool_max"]),
+                                         workers=int(declared.get("workers") or 1))
             return cls(shape, int(declared["concurrency"]))
         except (KeyError, TypeError, ValueError):
             return None
@@ -269,9 +279,13 @@ def unusable(record: Record, metric: Metric) -> str | None:
 def records_for(finding: Finding, case: str, records: Iterable[Record]) -> dict[int, Record]:
     """The measurements a finding judges for one of its cases, by round (the last one per round)."""
     if finding.concurrency:
-        chosen = (r for r in records if r["case"] == case and not r.get("sweep") and r.get("concurrency") == finding.concurrency)
+        chosen = [r for r in records if r["case"] == case and not r.get("sweep") and r.get("concurrency") == finding.concurrency]
+    elif finding.far:
+        at_rtt = [r for r in records if r["case"] == case and not r.get("sweep") and not r.get("for_finding")]
+        farthest = max((float(r.get("rtt_ms") or 0) for r in at_rtt), default=0.0)
+        chosen = [r for r in at_rtt if farthest > 0 and float(r.get("rtt_ms") or 0) == farthest]
     else:
-        chosen = (r for r in records if r["case"] == case and is_main(r))
+        chosen = [r for r in records if r["case"] == case and is_main(r)]
     return {int(r.get("round", 0)): r for r in chosen}
 
 

@@ -148,6 +148,8 @@ def cpu_bounds(cpu: CpuPerRequest, shape: ServerShape) -> dict[str, float]:
         rates["Postgres CPU"] = shape.cpu_count / cpu.postgres_s
     if cpu.client_s:
         rates["ab CPU"] = 1 / cpu.client_s
+    if cpu.proxy_s:
+        rates["wire proxy CPU"] = 1 / cpu.proxy_s  # one asyncio process: one core
     if cpu.total_s:
         rates["shared cores"] = shape.cpu_count / cpu.total_s
     return rates

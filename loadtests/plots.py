@@ -28,7 +28,7 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 from loadtests.facts import style_rank, workload_rank  # noqa: E402
 from loadtests.results import Record  # noqa: E402
 from loadtests.stats import Interval  # noqa: E402
-from loadtests.summary import CaseSummary, main_cases, sweep_cases  # noqa: E402
+from loadtests.summary import CaseSummary, main_cases, rtt_cases, sweep_cases  # noqa: E402
 
 STYLE_COLORS = {
     "sync": "#1f77b4",
@@ -47,6 +47,7 @@ THROUGHPUT = "throughput.png"
 PING = "ping.png"
 SWEEP_THROUGHPUT = "sweep-throughput.png"
 SWEEP_P99 = "sweep-p99.png"
+RTT = "rtt.png"
 
 CAPTIONS = {
     THROUGHPUT: "Throughput per case, one panel per workload: bars measured (successful responses, 95% interval), "
@@ -55,6 +56,8 @@ CAPTIONS = {
     "(or the CPU saturated); the tick is W, one request alone",
     SWEEP_THROUGHPUT: "Throughput vs concurrency for the swept cases, with the threadpool and pool sizes",
     SWEEP_P99: "p99 latency vs concurrency for the swept cases",
+    RTT: "Throughput vs the round-trip time to Postgres (wire proxy), one panel per workload: colour = route style, "
+    "line style = driver",
 }
 
 
@@ -229,6 +232,33 @@ def _sweep_plot(path: Path, run: dict[str, Any], sweeps: dict[str, list[CaseSumm
     return _save(fig, path)
 
 
+def plot_rtt(path: Path, records: list[Record]) -> Path | None:
+    """Throughput against RTT, one panel per workload: where the styles and drivers cross as the database moves away."""
+    series = rtt_cases(records)
+    if not series:
+        return None
+    workloads = sorted({points[0].workload for points in series.values()}, key=workload_rank)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5.2 * len(workloads), 4.8), layout="constrained", squeeze=False)
+    for ax, workload in zip(axes[0], workloads, strict=True):
+        dashes: dict[str, str] = {}
+        for _case, points in sorted(series.items(), key=lambda item: (style_rank(item[1][0].style), item[0])):
+            first = points[0]
+            if first.workload != workload:
+                continue
+            dash = dashes.setdefault(first.driver, DASHES[len(dashes) % len(DASHES)])
+            xs = [p.rtt_ms for p in points if p.rps]
+            ys = [p.rps.center for p in points if p.rps]
+            ax.plot(xs, ys, marker="o", color=color(first.style), linestyle=dash, label=f"{first.style} · {first.driver}")
+        ax.set_yscale("log")
+        ax.set_title(workload, fontsize=10, style="italic", loc="left")
+        ax.set_xlabel("added round-trip time to Postgres, ms")
+        ax.grid(which="major", alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    axes[0][0].set_ylabel("successful requests per second (log scale)")
+    fig.suptitle("Throughput as the database moves away: the sync styles fall with every round trip they wait on", fontsize=11)
+    return _save(fig, path)
+
+
 def draw_plots(folder: Path, run: dict[str, Any], records: list[Record]) -> list[Path]:
     """Write every plot the records allow into ``folder``; returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -236,5 +266,6 @@ def draw_plots(folder: Path, run: dict[str, Any], records: list[Record]) -> list
     sweeps = sweep_cases(records)
     if sweeps:
         written += [_sweep_plot(folder / SWEEP_THROUGHPUT, run, sweeps, "rps"), _sweep_plot(folder / SWEEP_P99, run, sweeps, "p99")]
+    written.append(plot_rtt(folder / RTT, records))
     return [path for path in written if path is not None]
 

@@ -67,6 +67,10 @@ class Profile:
     sweep_repeat: int = 1
     ping_interval: float = 0.02
     acquire_timeout: float = 10.0
+    #: uvicorn worker processes of the started service.
+    workers: int = 1
+    #: Round-trip time the wire proxy adds between the service and Postgres for every case (0: direct).
+    db_rtt_ms: float = 0.0
 
     def scenarios(self) -> list[Scenario]:
         if self.scenario_ids is None:
@@ -81,7 +85,8 @@ class Profile:
         """The server shape and load this profile is named for, before any command-line override:
         the findings derive their thresholds from it (``findings.Declared``)."""
         named = PROFILES.get(self.name, self)
-        return {"threadpool_tokens": named.threadpool_tokens, "pool_max": named.pool_max, "concurrency": named.concurrency}
+        return {"threadpool_tokens": named.threadpool_tokens, "pool_max": named.pool_max, "concurrency": named.concurrency,
+                "workers": named.workers}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,8 +95,19 @@ class Profile:
             "pool_max": self.pool_max, "measure_seconds": self.measure_seconds,
             "fixed_requests": self.fixed_requests, "sweep_levels": list(self.sweep_levels),
             "repeat": self.repeat, "max_repeat": self.max_repeat, "sweep_repeat": self.sweep_repeat,
-            "ping_interval": self.ping_interval, "declared": self.declared(),
+            "ping_interval": self.ping_interval, "workers": self.workers, "db_rtt_ms": self.db_rtt_ms,
+            "declared": self.declared(),
         }
+
+
+#: What an RTT sweep (``--rtt-levels``) measures: the queries whose style and driver matter once the
+#: database is a network hop away, on the drivers that have a sync and an async side.
+RTT_WORKLOADS = ("lookup", "report", "write")
+RTT_DRIVERS = ("psycopg2", "psycopg3-sync", "asyncpg", "psycopg3-async")
+
+
+def rtt_swept(scenario: Scenario) -> bool:
+    return scenario.workload.name in RTT_WORKLOADS and scenario.driver.name in RTT_DRIVERS
 
 
 def cases_for(scenario: Scenario, seconds: float) -> list[Case]:

@@ -52,6 +52,8 @@ class Record(TypedDict, total=False):
     round: int  # the repetition: cases of one round share a time window, so ratios pair within it
     sweep: bool  # a point of a concurrency sweep
     for_finding: str | None  # a finding's own concurrency (not the profile's)
+    rtt_ms: float  # the round-trip time the wire proxy added between the service and Postgres (0: direct)
+    variant: bool  # beside the main measurements (another RTT level): no finding judges it
     concurrency: int
     requests: int | None
     keepalive: bool
@@ -74,8 +76,8 @@ class Record(TypedDict, total=False):
 
 
 def is_main(record: Record) -> bool:
-    """A measurement at the profile's concurrency (not a sweep point, not a finding's extra)."""
-    return not record.get("sweep") and not record.get("for_finding")
+    """A measurement at the profile's concurrency and RTT (not a sweep point, a finding's extra or a variant)."""
+    return not record.get("sweep") and not record.get("for_finding") and not record.get("variant")
 
 
 def successful_rps(record: Record | None) -> float | None:

@@ -14,10 +14,11 @@ then ab sized to last about ``measure_seconds`` while an open-loop probe sends /
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,15 +61,21 @@ class Job:
     round: int = 0
     sweep: bool = False
     for_finding: str | None = None
+    #: Round-trip time the wire proxy adds between the service and Postgres (0: direct).
+    rtt_ms: float = 0.0
+    #: A measurement beside the main ones (another RTT level), which findings do not judge.
+    variant: bool = False
 
     @property
     def group(self) -> str:
-        """Jobs of one group share a server: one per pooled driver, one for everything else."""
+        """Jobs of one group share a server: one per pooled driver and RTT, one for everything else."""
         driver = self.case.scenario.driver
-        return driver.name if driver.pooled else "local"
+        if not driver.pooled:
+            return "local"
+        return f"{driver.name}@{self.rtt_ms:g}ms" if self.rtt_ms else driver.name
 
     def again(self, round: int) -> Job:
-        return Job(self.case, self.concurrency, round, self.sweep, self.for_finding)
+        return dataclasses.replace(self, round=round)
 
 
 @dataclass
@@ -80,6 +87,8 @@ class Served:
     config: dict[str, Any]
     index: int
     process: ServiceProcess | None = None
+    #: The wire proxy between the service and Postgres, when the job adds a round-trip time.
+    proxy_pid: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -127,11 +136,12 @@ def jobs_of(findings: list[Finding], jobs: list[Job]) -> list[Job]:
 
 
 def server_settings(base: Settings, profile: Profile) -> Settings:
-    """``base`` with the profile's threadpool, pools and bounds."""
+    """``base`` with the profile's threadpool, pools, workers and bounds."""
     return base.model_copy(update={
         "threadpool_tokens": profile.threadpool_tokens,
         "pool_max": profile.pool_max,
         "pool_min": 1,
+        "workers": profile.workers,
         "acquire_timeout": profile.acquire_timeout,
         "max_wait_seconds": max(base.max_wait_seconds, profile.seconds),
         "port": 0,
@@ -201,15 +211,24 @@ class Harness:
         return len(self.records)
 
     @contextmanager
-    def serve(self, group: str) -> Iterator[Served]:
+    def serve(self, job: Job) -> Iterator[Served]:
+        """A server for ``job``'s group: the target, or one started here (behind the wire proxy for an RTT)."""
         if self.target:
             config = fetch_config(self.target)
             yield Served(self.target, None, config, self.folder.add_server(config))
             return
-        process = ServiceProcess(self.settings, self.folder.log_path(group))
-        with process:
+        with ExitStack() as stack:
+            settings, proxy_pid = self.settings, None
+            if job.rtt_ms and job.case.scenario.driver.pooled:
+                from db.wire_proxy import ProxyProcess
+
+                assert settings.database_url is not None
+                proxy = stack.enter_context(ProxyProcess(settings.database_url, job.rtt_ms,
+                                                         log_path=self.folder.log_path(f"proxy-{job.group}")))
+                settings, proxy_pid = settings.model_copy(update={"database_url": proxy.url}), proxy.pid
+            process = stack.enter_context(ServiceProcess(settings, self.folder.log_path(job.group)))
             config = fetch_config(process.url)
-            yield Served(process.url, process.pid, config, self.folder.add_server(config), process)
+            yield Served(process.url, process.pid, config, self.folder.add_server(config), process, proxy_pid)
 
     def run(self) -> None:
         """Measure the plan; raises ServiceDied, ServerError or KeyboardInterrupt, keeping what was recorded."""
@@ -275,7 +294,7 @@ class Harness:
     def _batches(self, batches: list[list[Job]], progress: Progress, task: TaskID, estimate: Estimates) -> None:
         for batch in batches:
             progress.update(task, description=f"[dim]round {batch[0].round + 1}: server for {batch[0].group}[/dim]")
-            with self.serve(batch[0].group) as served:
+            with self.serve(batch[0]) as served:
                 progress.advance(task, SERVER_START_S)
                 for job in batch:
                     progress.update(task, description=escape(f"r{job.round + 1} {job.case.key} c={job.concurrency}"))
@@ -304,6 +323,7 @@ class Harness:
         record: Record = {
             **job.case.to_dict(),  # type: ignore[typeddict-item]  # the scenario's fields, as Record declares them
             "round": job.round, "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
+            "rtt_ms": job.rtt_ms, "variant": job.variant,
             "keepalive": self.keepalive, "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "requests": None, "uncontended_ms": None, "server_ms": None, "ab": None, "model": None,
@@ -336,7 +356,8 @@ class Harness:
             expected_s = requests / rate
             timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / rate))
             wall_before = time.monotonic()
-            with PingProbe(served.url, self.profile.ping_interval) as probe, CpuMeter(served.pid, self.backends) as meter:
+            with PingProbe(served.url, self.profile.ping_interval) as probe, \
+                    CpuMeter(served.pid, self.backends, served.proxy_pid) as meter:
                 result = run_ab(url, requests, job.concurrency, keepalive=self.keepalive, timeout_s=timeout_s,
                                 time_limit_s=max(60.0, 4 * expected_s + timeout_s))
             wall = time.monotonic() - wall_before
@@ -362,7 +383,7 @@ class Harness:
         clients = max(1, min(concurrency, math.ceil(prediction.capacity)))
         requests = max(2 * clients, min(WARM_UP_MAX, round(prediction.rps * WARM_UP_S)))
         expected_s = requests / prediction.rps
-        with CpuMeter(served.pid, self.backends) as meter:
+        with CpuMeter(served.pid, self.backends, served.proxy_pid) as meter:
             warm = run_ab(url, requests, clients, keepalive=self.keepalive, timeout_s=30,
                           time_limit_s=max(60.0, 4 * expected_s))
         ok = warm.failed == 0 and warm.non_2xx == 0 and warm.successful_per_second > 0

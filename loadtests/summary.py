@@ -63,6 +63,10 @@ class CaseSummary:
         return f"{self._first('driver')} + {twin}" if twin else str(self._first("driver"))
 
     @property
+    def rtt_ms(self) -> float:
+        return float(self._first("rtt_ms") or 0.0)
+
+    @property
     def repetitions(self) -> int:
         return len(self.records)
 
@@ -168,13 +172,21 @@ class CaseSummary:
 
 
 def summarise(records: Iterable[Record]) -> list[CaseSummary]:
-    """One summary per (case, concurrency, sweep), in the order each was first measured."""
-    groups: dict[tuple[str, int, bool], list[Record]] = {}
+    """One summary per (case, concurrency, sweep, RTT), in the order each was first measured."""
+    groups: dict[tuple[str, int, bool, float], list[Record]] = {}
     for record in records:
-        key = (record["case"], int(record.get("concurrency") or 0), bool(record.get("sweep")))
+        key = (record["case"], int(record.get("concurrency") or 0), bool(record.get("sweep")), float(record.get("rtt_ms") or 0))
         groups.setdefault(key, []).append(record)
     return [CaseSummary(case, c, sweep, group[0].get("for_finding"), tuple(group))
-            for (case, c, sweep), group in groups.items()]
+            for (case, c, sweep, _), group in groups.items()]
+
+
+def rtt_cases(records: Iterable[Record]) -> dict[str, list[CaseSummary]]:
+    """Cases measured at several RTTs (the main ones and their variants), by case, sorted by RTT."""
+    by_case: dict[str, list[CaseSummary]] = {}
+    for summary in summarise(r for r in records if not r.get("sweep") and not r.get("for_finding")):
+        by_case.setdefault(summary.case, []).append(summary)
+    return {case: sorted(points, key=lambda s: s.rtt_ms) for case, points in by_case.items() if len(points) > 1}
 
 
 def main_cases(records: Iterable[Record]) -> list[CaseSummary]:

@@ -67,13 +67,15 @@ class CpuPerRequest:
     client_s: float | None
     #: Postgres backends of the service that appeared during the run: new sessions (churn).
     new_sessions: int | None
+    #: The wire proxy's own CPU, when the run added a round-trip time: the instrument's cost.
+    proxy_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
     def total_s(self) -> float | None:
-        parts = [p for p in (self.service_s, self.postgres_s, self.client_s) if p is not None]
+        parts = [p for p in (self.service_s, self.postgres_s, self.client_s, self.proxy_s) if p is not None]
         return sum(parts) if parts else None
 
 
@@ -145,18 +147,21 @@ class CpuMeter:
         meter.per_request(result.successful)
     """
 
-    def __init__(self, service_pid: int | None, backends: PostgresBackends) -> None:
+    def __init__(self, service_pid: int | None, backends: PostgresBackends, proxy_pid: int | None = None) -> None:
         self.service_pid = service_pid
         self.backends = backends
+        self.proxy_pid = proxy_pid
 
     def __enter__(self) -> Self:
         self._service = cpu_seconds(self.service_pid) if self.service_pid else None
+        self._proxy = cpu_seconds(self.proxy_pid) if self.proxy_pid else None
         self._postgres = self.backends.cpu()
         self._client = _children_cpu()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._service_after = cpu_seconds(self.service_pid) if self.service_pid else None
+        self._proxy_after = cpu_seconds(self.proxy_pid) if self.proxy_pid else None
         self._postgres_after = self.backends.cpu()
         self._client_after = _children_cpu()
 
@@ -169,4 +174,5 @@ class CpuMeter:
         if self._postgres is not None and self._postgres_after is not None:
             postgres = sum(cpu - self._postgres.get(pid, 0.0) for pid, cpu in self._postgres_after.items()) / requests
             new = len(self._postgres_after.keys() - self._postgres.keys())
-        return CpuPerRequest(service, postgres, (self._client_after - self._client) / requests, new)
+        proxy = (self._proxy_after - self._proxy) / requests if self._proxy is not None and self._proxy_after is not None else None
+        return CpuPerRequest(service, postgres, (self._client_after - self._client) / requests, new, proxy)

@@ -224,7 +224,7 @@ def no_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setattr("loadtests.cli.Harness", refuse)
     monkeypatch.setattr("loadtests.server.ServiceProcess.start", refuse)
-    monkeypatch.setattr("db.bootstrap.locate", refuse)
+    monkeypatch.setattr("app.prepare.locate", refuse)
     return mark
 
 
@@ -360,3 +360,32 @@ def test_readme_says_what_a_user_sees_when_things_fail() -> None:
                   "apache2-utils", "exit 2", "130", "partial"):
         assert words in section, words
     assert text.index("## Failure behaviour") < text.index("## Layout")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--db-rtt", "-1"], "--db-rtt takes milliseconds from 0 to 100, got '-1'"),
+    (["--db-rtt", "abc"], "--db-rtt takes milliseconds from 0 to 100, got 'abc'"),
+    (["--db-rtt", "101"], "--db-rtt takes milliseconds from 0 to 100, got '101'"),
+    (["--rtt-levels", "0,1,x"], "--rtt-levels takes milliseconds from 0 to 100, got 'x'"),
+    (["--rtt-levels", "1", "--workload", "wait"], "--rtt-levels measures lookup, report and write"),
+    (["--db-rtt", "1", "--target", "http://127.0.0.1:9"], "--db-rtt and --rtt-levels need a service started here"),
+])
+def test_bad_rtt_is_one_line_and_exit_2_before_anything_starts(args: list[str], expected: str, no_load: Path,
+                                                                tmp_path: Path) -> None:
+    assert_one_line_error([*args, "--out", str(tmp_path / "run")], expected)
+    assert not (tmp_path / "run").exists() and not no_load.exists()
+
+
+def test_a_pool_budget_over_max_connections_is_refused_before_any_load(
+    harness_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in harness_env.items():
+        monkeypatch.setenv(key, value)
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an over-budget run must be refused before the harness starts anything")
+
+    monkeypatch.setattr("loadtests.cli.Harness", refuse)
+    line = assert_one_line_error(["--profile", "quick", "--pool-max", "400", "--out", str(tmp_path / "run")],
+                                 "connection budget", "does not fit", "max_connections")
+    assert "opens at most" in line
+    assert not (tmp_path / "run").exists()

@@ -149,3 +149,12 @@ def test_the_verdicts_in_the_report_are_the_findings(report: str, records: list[
     run: dict[str, Any] = make_run(records)
     for verdict in evaluate_all(records, run):
         assert f"| {verdict.label} |" in row(report, verdict.finding.id) or f"| **{verdict.label}** |" in row(report, verdict.finding.id)
+
+
+def test_the_crossover_is_interpolated_between_levels() -> None:
+    from loadtests.facts import crossing
+
+    assert crossing([(0.0, 1.0), (1.0, 1.2), (5.0, 2.0)]) == pytest.approx(1.0 + (1.5 - 1.2) / 0.8 * 4)
+    assert crossing([(0.0, 1.6), (1.0, 2.0)]) == 0.0  # already there
+    assert crossing([(0.0, 1.0), (5.0, 1.4)]) is None  # not within the levels
+    assert crossing([(0.0, None), (2.0, 1.7)]) == 2.0

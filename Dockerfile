@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# iobench images. One Dockerfile, two targets:
+# iobench images. One Dockerfile, three targets:
 #
 #   app       (the default, last stage)  the FastAPI service:        docker build -t iobench .
 #   loadtest  the harness + ApacheBench (ab):                        docker build --target loadtest -t iobench-load .
+#   pgbouncer Debian 12's PgBouncer 1.18, transaction pooling:       docker build --target pgbouncer -t iobench-pgbouncer .
 #
 # The app image installs [project].dependencies alone: the server being measured carries no
 # matplotlib/numpy and no embedded Postgres. The loadtest image adds the `bench` extra (the
@@ -108,6 +109,28 @@ ENTRYPOINT ["loadtest-entrypoint", "python", "-m", "loadtests"]
 # No --out: the harness's --out is the run folder itself, so a fixed one would mix every
 # run's results.jsonl; the default gives each run its own stamped folder under runs/.
 CMD ["--target", "http://127.0.0.1:8000", "--profile", "default"]
+
+# ---------------------------------------------------------------------------------------------
+# pgbouncer: Debian 12's PgBouncer (1.18.0, the version whose driver compatibility iobench
+# measured), configured from the environment by its entrypoint (docker/pgbouncer-entrypoint.sh).
+FROM debian:bookworm-slim AS pgbouncer
+
+# Unpinned (hadolint DL3008): Debian's archive keeps only a release's current version, so a
+# pinned one breaks the build at its next point release; the base image tag fixes the release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pgbouncer \
+ && rm -rf /var/lib/apt/lists/*
+
+COPY --chmod=0755 docker/pgbouncer-entrypoint.sh /usr/local/bin/pgbouncer-entrypoint
+# PgBouncer refuses to run as root. nobody:nogroup, numeric (hadolint DL3066): Debian fixes both
+# at 65534. It writes its config to /tmp only.
+USER 65534:65534
+EXPOSE 5432
+# The same TCP connect as the app's: no client process, nothing for PgBouncer to answer.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --start-interval=1s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5432"]
+ENTRYPOINT ["pgbouncer-entrypoint"]
 
 # ---------------------------------------------------------------------------------------------
 # app: the service. Last stage, so a plain `docker build .` builds it.

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENTRYPOINT = ROOT / "docker" / "loadtest-entrypoint.sh"
+PGBOUNCER_ENTRYPOINT = ROOT / "docker" / "pgbouncer-entrypoint.sh"
 
 #: Variables that configure compose itself (interpolation), not the app.
-COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "POSTGRES_MAX_CONNECTIONS"}
+COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "POSTGRES_MAX_CONNECTIONS", "PGBOUNCER_POOL_SIZE", "PGBOUNCER_MAX_CLIENT_CONN"}
 #: Connections Postgres must have beyond the pools: superuser_reserved_connections (3),
 #: the migration/seed connections of `serve`, and a psql session or two.
 CONNECTION_HEADROOM = 10
@@ -304,11 +307,11 @@ def test_hadolint_ignores_are_few_and_documented() -> None:
 # --- services ---------------------------------------------------------------------------------
 
 
-def test_the_three_services_exist_and_up_starts_only_postgres_and_app() -> None:
+def test_the_four_services_exist_and_up_starts_all_but_the_loadtest() -> None:
     services = compose()["services"]
-    assert {"postgres", "app", "loadtest"} <= set(services)
-    assert "profiles" not in services["postgres"]
-    assert "profiles" not in services["app"]
+    assert {"postgres", "pgbouncer", "app", "loadtest"} <= set(services)
+    for name in ("postgres", "pgbouncer", "app"):
+        assert "profiles" not in services[name], name
     assert services["loadtest"]["profiles"] == ["loadtest"]
 
 
@@ -725,3 +728,113 @@ def test_loadtest_command_options_exist_in_the_harness_cli(monkeypatch: pytest.M
     help_text = capsys.readouterr().out
     for option in options:
         assert option in help_text, f"{option} missing from `python -m loadtests --help`"
+
+
+# --- pgbouncer ------------------------------------------------------------------------------------
+
+
+def test_pgbouncer_is_internal_fronts_postgres_and_waits_for_it() -> None:
+    for variables in ({}, {"POSTGRES_PASSWORD": "s3cret"}):
+        pgbouncer = service("pgbouncer", variables)
+        env = environment(pgbouncer)
+        assert env["POSTGRES_HOST"] == "postgres"
+        assert env["POSTGRES_PASSWORD"] == environment(service("postgres", variables))["POSTGRES_PASSWORD"]
+    assert "ports" not in pgbouncer, "PgBouncer stays on the compose network, like postgres"
+    assert pgbouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert build_target("pgbouncer") == "pgbouncer"
+    # The app talks to postgres itself unless told otherwise.
+    assert urlsplit(environment(service("app"))["DATABASE_URL"]).hostname == "postgres"
+
+
+def test_pgbouncer_image_is_debian_12s_pgbouncer_run_unprivileged() -> None:
+    stage = "pgbouncer"
+    assert dockerfile_stages()[stage][0][1] == "debian:bookworm-slim", "Debian 12: PgBouncer 1.18, the version measured"
+    runs = " ".join(instructions(stage, "RUN"))
+    assert re.search(r"apt-get install\b.*\bpgbouncer\b", runs)
+    user = effective(stage, "USER")
+    assert user and user.split(":")[0].isdigit() and user.split(":")[0] != "0", "PgBouncer refuses root; numeric for DL3066"
+    [copy] = [args for args in instructions(stage, "COPY") if "docker/pgbouncer-entrypoint.sh" in args]
+    entrypoint = exec_form(effective(stage, "ENTRYPOINT") or "[]")
+    assert copy.split()[-1] == f"/usr/local/bin/{entrypoint[0]}" and "--chmod=0755" in copy
+    # Its healthcheck is the image's, a TCP connect to the port it listens on.
+    check = service("pgbouncer")["healthcheck"]
+    listen_port = re.search(r"PGBOUNCER_LISTEN_PORT:-(\d+)", PGBOUNCER_ENTRYPOINT.read_text())
+    assert listen_port
+    probe = ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{listen_port[1]}"]
+    assert check["test"] == ["CMD", *probe]
+    image_check = effective(stage, "HEALTHCHECK") or ""
+    assert exec_form(image_check.partition(" CMD ")[2]) == probe
+    assert f"EXPOSE {listen_port[1]}" in [f"EXPOSE {args}" for args in instructions(stage, "EXPOSE")]
+
+
+@pytest.mark.parametrize("variables", ["compose defaults", "two workers"])
+def test_pgbouncer_takes_every_app_connection_and_fits_the_app_budget(variables: str, clean_env: pytest.MonkeyPatch) -> None:
+    """Pointed at PgBouncer, the app's pools become its clients; its server connections replace
+    the app's in max_connections' budget, so they must not be more."""
+    values = {"compose defaults": {}, "two workers": {"IOBENCH_WORKERS": "2", "POSTGRES_MAX_CONNECTIONS": "800"}}[variables]
+    app = settings_from(environment(service("app", values)), clean_env)
+    env = environment(service("pgbouncer", values))
+    assert int(env["PGBOUNCER_MAX_CLIENT_CONN"]) >= total_pool_connections(app)
+    assert int(env["PGBOUNCER_POOL_SIZE"]) <= total_pool_connections(app)
+    assert env["PGBOUNCER_STATEMENT_TIMEOUT_MS"] == str(app.statement_timeout_ms)
+
+
+def _pgbouncer_binary() -> str:
+    from db.pgbouncer import PgBouncerMissingError, find_pgbouncer
+
+    try:
+        return find_pgbouncer()
+    except PgBouncerMissingError:
+        pytest.skip("pgbouncer is not installed (`apt-get install -y pgbouncer`; .ci/run installs it, so CI never skips this)")
+
+
+def test_the_pgbouncer_entrypoint_config_runs_on_the_real_pgbouncer(empty_database_factory: Any) -> None:
+    """The entrypoint, with the compose service's own environment, aimed at this machine's Postgres:
+    PgBouncer accepts what it writes, pools transactions, checks the password, drops the drivers'
+    startup statement timeout and sets its own."""
+    import psycopg
+    import psycopg.conninfo
+
+    from db.pgbouncer.process import ROOT_RUNS_AS, free_port
+
+    binary = _pgbouncer_binary()
+    database_url = empty_database_factory()
+    server = psycopg.conninfo.conninfo_to_dict(database_url)
+    password = "it's a \"secret\""
+    folder = Path(tempfile.mkdtemp(prefix="iobench-pgbouncer-compose-"))
+    port = free_port()
+    env = {
+        **environment(service("pgbouncer", {"IOBENCH_STATEMENT_TIMEOUT_MS": "4321"})),
+        "POSTGRES_HOST": server.get("host", "127.0.0.1"), "POSTGRES_PORT": str(server.get("port", 5432)),
+        "POSTGRES_PASSWORD": password, "PGBOUNCER_CONFIG_DIR": str(folder / "config"),
+        "PGBOUNCER_LISTEN_ADDR": "127.0.0.1", "PGBOUNCER_LISTEN_PORT": str(port),
+        "PATH": f"{Path(binary).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    command = [str(PGBOUNCER_ENTRYPOINT)]
+    if os.geteuid() == 0:  # the image runs it as nobody; so does this test
+        nobody = pwd.getpwnam(ROOT_RUNS_AS)
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        command = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", *command]
+    log = folder / "log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=port, password=password)
+        deadline = time.monotonic() + 10
+        while f"listening on 127.0.0.1:{port}" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        with psycopg.connect(url, autocommit=True, options="-c statement_timeout=99") as connection:
+            assert connection.execute("SHOW statement_timeout").fetchone() == ("4321ms",)
+            assert connection.execute("SELECT current_database()").fetchone() == (server["dbname"],)
+        with pytest.raises(psycopg.OperationalError, match="authentication failed"):
+            psycopg.connect(psycopg.conninfo.make_conninfo(url, password="wrong")).close()
+        admin = psycopg.conninfo.make_conninfo(url, dbname="pgbouncer")
+        with psycopg.connect(admin, autocommit=True) as connection:
+            modes = {row[0]: row[-1] for row in connection.execute("SHOW POOLS").fetchall()}
+        assert modes[server["dbname"]] == "transaction"
+        assert (folder / "config" / "userlist.txt").stat().st_mode & 0o077 == 0, "the password file is private"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -155,6 +155,19 @@ PROFILES: dict[str, Profile] = {
             sweep_ids=ARTICLE_FOUR[:1] + ARTICLE_FOUR[2:] + ("pg_sleep/sync/psycopg2", "pg_sleep/async/asyncpg"),
         ),
         Profile(
+            name="workers",
+            description="The quick profile's cases on 2 uvicorn workers, each with 8 threads and pools of 18: the same "
+            "16 threads in all as the default, 36 connections per driver, and two event loops. Shows the model's bounds "
+            "scaling with workers (a blocking route now serves two at a time) within a max_connections of 100.",
+            seconds=0.05,
+            concurrency=40,
+            threadpool_tokens=8,
+            pool_max=18,
+            workers=2,
+            measure_seconds=0.8,
+            scenario_ids=tuple(dict.fromkeys(ARTICLE_FOUR + REQUIRED)),
+        ),
+        Profile(
             name="article",
             description="The article as published: 3 s waits, ab -n 200 -c 100, AnyIO's default 40 threads; its four "
             "cases and their pg_sleep twins. Slow: each async-blocking case takes 20 minutes, as in the article. "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psutil
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -148,6 +150,24 @@ def server_settings(base: Settings, profile: Profile) -> Settings:
     })
 
 
+def service_pid(config: dict[str, Any]) -> int | None:
+    """The pid of a running target whose CPU this harness can read: /config's pid, when it names an iobench
+    service visible here (a shared PID namespace in compose), or its uvicorn supervisor's with several workers."""
+    try:
+        process = psutil.Process(int(config["pid"]))
+        if process.pid == os.getpid() or not _is_service(process):
+            return None
+        parent = process.parent()
+        return parent.pid if parent is not None and _is_service(parent) else process.pid
+    except (KeyError, TypeError, ValueError, psutil.Error):
+        return None
+
+
+def _is_service(process: psutil.Process) -> bool:
+    command = " ".join(process.cmdline())
+    return "uvicorn" in command or "app.main" in command or " app serve" in command or "iobench serve" in command
+
+
 def fetch_config(url: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/config", timeout=10)
     response.raise_for_status()
@@ -215,7 +235,7 @@ class Harness:
         """A server for ``job``'s group: the target, or one started here (behind the wire proxy for an RTT)."""
         if self.target:
             config = fetch_config(self.target)
-            yield Served(self.target, None, config, self.folder.add_server(config))
+            yield Served(self.target, service_pid(config), config, self.folder.add_server(config))
             return
         with ExitStack() as stack:
             settings, proxy_pid = self.settings, None

@@ -60,3 +60,14 @@ def test_cpu_meter_reads_the_service_its_backends_and_ab(live_server: ServicePro
 def test_no_database_means_no_backend_cpu() -> None:
     backends = PostgresBackends(None)
     assert not backends.available and backends.cpu() is None
+
+
+def test_a_targets_pid_is_used_only_when_it_is_an_iobench_service(live_server: ServiceProcess) -> None:
+    import os
+
+    from loadtests.runner import fetch_config, service_pid
+
+    config = fetch_config(live_server.url)
+    assert service_pid(config) == live_server.pid  # uvicorn in our namespace: its CPU can be read
+    assert service_pid({**config, "pid": os.getpid()}) is None  # the harness itself, as PID 1 of a container would be
+    assert service_pid({**config, "pid": 999_999_999}) is None and service_pid({}) is None

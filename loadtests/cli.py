@@ -453,6 +453,20 @@ def stability_command(
     raise typer.Exit(EXIT_FINDING_FAILED if unstable else 0)
 
 
+@cli.command("readme", help="Rewrite README.md's measured sections (<!-- results:start --> and <!-- stability:start -->) "
+             "from the run folders committed under results/ (results/default, results/stability/*). Every number "
+             "in those sections comes from them; a test keeps them equal.")
+def readme_command(
+    readme: Annotated[Path, typer.Option(help="The README to rewrite.")] = Path("README.md"),
+) -> None:
+    from loadtests.readme import rewrite
+
+    if not readme.is_file():
+        raise fail(f"no README at {readme}")
+    changed = rewrite(readme, readme.parent)
+    console.print(f"{readme}: " + (", ".join(changed) + " rewritten" if changed else "already equal to results/"))
+
+
 def _link_latest(path: Path) -> None:
     """runs/latest -> the newest run, for people and for --compare."""
     latest = path.parent / "latest"

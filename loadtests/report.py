@@ -77,7 +77,7 @@ def cell(text: Any, limit: int = 10_000) -> str:
     return oneline(text, limit).replace("|", "\\|")
 
 
-def _environment(html: bool) -> Environment:
+def environment(html: bool) -> Environment:
     env = Environment(
         loader=PackageLoader("loadtests", "templates"),
         autoescape=select_autoescape(["html.j2"]) if html else False,
@@ -109,7 +109,7 @@ def _context(found: facts.Facts) -> dict[str, Any]:
 
 
 def render_markdown(found: facts.Facts) -> str:
-    return _environment(html=False).get_template("report.md.j2").render(_context(found)).rstrip() + "\n"
+    return environment(html=False).get_template("report.md.j2").render(_context(found)).rstrip() + "\n"
 
 
 def render_html(found: facts.Facts, folder: Path) -> str:
@@ -117,7 +117,7 @@ def render_html(found: facts.Facts, folder: Path) -> str:
     images = {plot.file: base64.b64encode((folder / plot.file).read_bytes()).decode() for plot in found.plots
               if (folder / plot.file).exists()}
     context = {**_context(found), "images": images, "style_colors": STYLE_COLORS}
-    return _environment(html=True).get_template("report.html.j2").render(context)
+    return environment(html=True).get_template("report.html.j2").render(context)
 
 
 def write_report(folder: Path, compare_with: Path | None = None) -> Path:

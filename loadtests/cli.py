@@ -438,7 +438,8 @@ def stability_command(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders, oldest first.")],
 ) -> None:
     for run_dir in run_dirs:
-        _check_run_folder(run_dir, "stability")
+        if not (run_dir / "run.json").is_file():
+            raise fail(f"stability: no run folder at {run_dir} (it has no run.json)")
     unstable = False
     for group in series(run_dirs):
         table = Table("finding", "required", *[f"run {i + 1}" for i in range(len(group.folders))], "changes",

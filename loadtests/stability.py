@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from loadtests.findings import Verdict, evaluate_all
-from loadtests.results import read_run
+from loadtests.findings import evaluate_all
+from loadtests.results import RESULTS, read_run
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,30 @@ class Series:
         return sum(f.changes for f in self.flips if f.required)
 
 
+def verdicts_of(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """run.json and the folder's verdicts: judged from results.jsonl, or as run.json recorded them
+    (a folder kept for its verdicts alone, as results/stability/ is)."""
+    run, records = read_run(folder)
+    if (folder / RESULTS).exists():
+        return run, [verdict.to_dict() for verdict in evaluate_all(records, run)]
+    return run, list(run.get("verdicts") or [])
+
+
 def series(folders: list[Path]) -> list[Series]:
     """Group run folders by profile (in the given order) and line up their verdicts."""
-    by_profile: dict[str, list[tuple[Path, dict[str, object], list[Verdict]]]] = {}
+    by_profile: dict[str, list[tuple[Path, dict[str, Any], dict[str, dict[str, Any]]]]] = {}
     for folder in folders:
-        run, records = read_run(folder)
+        run, verdicts = verdicts_of(folder)
         name = str((run.get("profile") or {}).get("name") or "?")
-        by_profile.setdefault(name, []).append((folder, run, evaluate_all(records, run)))
+        by_profile.setdefault(name, []).append((folder, run, {v["id"]: v for v in verdicts}))
     result = []
     for name, runs in by_profile.items():
-        ids = [v.finding for v in runs[0][2]]
+        ids = list(dict.fromkeys(id for _, _, verdicts in runs for id in verdicts))
         flips = []
-        for finding in ids:
-            found = [next(v for v in verdicts if v.finding.id == finding.id) for _, _, verdicts in runs]
-            flips.append(Flips(finding.id, finding.required, tuple(v.label for v in found), tuple(v.status for v in found)))
+        for id in ids:
+            found = [verdicts.get(id, {"status": "not measured", "label": "NOT MEASURED"}) for _, _, verdicts in runs]
+            required = any(v.get("required") for _, _, verdicts in runs for v in [verdicts.get(id, {})])
+            flips.append(Flips(id, required, tuple(v["label"] for v in found), tuple(v["status"] for v in found)))
         codes = tuple(code if isinstance(code := run.get("exit_code"), int) else None for _, run, _ in runs)
         result.append(Series(name, tuple(folder for folder, _, _ in runs), codes, tuple(flips)))
     return result

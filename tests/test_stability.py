@@ -50,3 +50,20 @@ def test_runs_are_grouped_by_profile(tmp_path: Path) -> None:
     quick["profile"]["name"] = "quick"
     (folders[0] / RUN).write_text(json.dumps(quick))
     assert [(g.profile, len(g.folders)) for g in series(folders)] == [("quick", 1), ("default", 2)]
+
+
+def test_a_folder_kept_for_its_verdicts_alone_still_counts(tmp_path: Path) -> None:
+    """results/stability/ keeps only run.json (its verdicts and exit code), not every results.jsonl."""
+    from loadtests.cli import verdict_code
+    from loadtests.findings import evaluate_all
+
+    folders = runs(tmp_path, broken=1)
+    for folder in folders:
+        run = json.loads((folder / RUN).read_text())
+        records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+        verdicts = evaluate_all(records, run)
+        run.update(verdicts=[v.to_dict() for v in verdicts], exit_code=verdict_code(verdicts))
+        (folder / RUN).write_text(json.dumps(run))
+        (folder / "results.jsonl").unlink()
+    [group] = series(folders)
+    assert dict((f.id, f.changes) for f in group.flips)["F2-wait"] == 2

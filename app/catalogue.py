@@ -79,6 +79,52 @@ DATABASE_WORKLOADS = (PG_SLEEP, LOOKUP, REPORT, WRITE)
 
 
 @dataclass(frozen=True)
+class Transactions:
+    """Server transactions one operation ends, as ``pg_stat_database`` counts them."""
+
+    commits: int
+    rollbacks: int
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How a Postgres driver is configured here, why, and what one operation sends for it.
+
+    ``read`` (``pg_sleep``, ``lookup``, ``report``) and ``write`` list the statements of one
+    operation on a warm connection, in order; ``"query"`` is the operation's own SQL, the rest
+    is what the driver adds. Each is one round trip (the first run of a statement on a
+    connection adds a Parse round trip for asyncpg; psycopg 3 sends Parse, Bind and Execute
+    together). A statement outside BEGIN ... COMMIT/ROLLBACK is a transaction of its own.
+    """
+
+    summary: str
+    docs: tuple[str, ...]
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+
+    def statements(self, workload: Workload) -> tuple[str, ...]:
+        return self.write if workload is WRITE else self.read
+
+    def transactions(self, workload: Workload) -> Transactions:
+        commits = rollbacks = 0
+        open_block = False
+        for statement in self.statements(workload):
+            word = statement.split()[0].upper()
+            if word == "BEGIN":
+                open_block = True
+            elif word in ("COMMIT", "ROLLBACK"):
+                open_block = False
+                commits += word == "COMMIT"
+                rollbacks += word == "ROLLBACK"
+            elif not open_block:
+                commits += 1
+        return Transactions(commits, rollbacks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary, "docs": list(self.docs), "read": list(self.read), "write": list(self.write)}
+
+
+@dataclass(frozen=True)
 class Driver:
     """One way of doing a workload's I/O.
 
@@ -90,6 +136,12 @@ class Driver:
     built from its ``db.drivers.base.ConnectionConfig``, any other takes no arguments.
     ``distributions`` are the PyPI packages it runs on (/config reports their versions);
     ``executor`` names the thread pool an async driver hands its blocking calls to, if any.
+
+    A Postgres driver runs in the equal-work configuration (every driver sends the same
+    statements: autocommit reads, writes in one explicit transaction), described in ``setup``.
+    An entry with ``defaults_of`` is that driver left at its out-of-the-box transaction and
+    reset behaviour, served in its main style only, so a run shows how much of a gap between
+    drivers is configuration.
     """
 
     name: str
@@ -102,11 +154,15 @@ class Driver:
     pooled: bool = False
     distributions: tuple[str, ...] = ()
     executor: Executor | None = None
+    setup: Setup | None = None
+    defaults_of: str | None = None
 
     @property
     def styles(self) -> tuple[Style, ...]:
         if self.kind is Kind.ASYNC:
             return (Style.ASYNC,)
+        if self.defaults_of:
+            return (Style.SYNC,)
         styles = [Style.SYNC, Style.ASYNC_BLOCKING]
         if self.async_twin:
             styles.append(Style.THREADPOOL)
@@ -126,7 +182,77 @@ class Driver:
             "pooled": self.pooled,
             "distributions": list(self.distributions),
             "executor": str(self.executor) if self.executor else None,
+            "setup": self.setup.to_dict() if self.setup else None,
+            "defaults_of": self.defaults_of,
         }
+
+
+# --- how each Postgres driver is set up, and what one operation sends -------------------------
+
+_READ = ("query",)
+_WRITE = ("BEGIN", "query", "COMMIT")
+_PSYCOPG2_DOCS = "https://www.psycopg.org/docs/connection.html#connection.autocommit"
+_PSYCOPG2_WITH = "https://www.psycopg.org/docs/usage.html#with-statement"
+_PSYCOPG3_DOCS = "https://www.psycopg.org/psycopg3/docs/basic/transactions.html"
+_PSYCOPG3_POOL = "https://www.psycopg.org/psycopg3/docs/advanced/pool.html"
+_PSYCOPG3_PREPARE = "https://www.psycopg.org/psycopg3/docs/advanced/prepare.html"
+_ASYNCPG_POOL = "https://magicstack.github.io/asyncpg/current/api/index.html#connection-pools"
+_SQLALCHEMY_AUTOCOMMIT = "https://docs.sqlalchemy.org/en/20/core/connections.html#setting-transaction-isolation-levels-including-dbapi-autocommit"
+_SQLALCHEMY_RESET = "https://docs.sqlalchemy.org/en/20/core/pooling.html#reset-on-return"
+_SQLALCHEMY_ASYNCPG = "https://docs.sqlalchemy.org/en/20/dialects/postgresql.html#prepared-statement-cache"
+_QUEUEPOOL_MIN = "SQLAlchemy's QueuePool (pool_size = max, no overflow) has no minimum: iobench opens min connections at start."
+
+PSYCOPG2 = Setup(
+    "conn.autocommit = True in the QueuePool's creator: a read is its one statement, no BEGIN; the write runs in "
+    "`with conn:` (since psycopg2 2.9 a transaction even in autocommit). psycopg2 binds parameters on the client: "
+    f"no server-side prepared statements. {_QUEUEPOOL_MIN}",
+    (_PSYCOPG2_DOCS, _PSYCOPG2_WITH), _READ, _WRITE)
+PSYCOPG2_DEFAULTS = Setup(
+    "psycopg2 as connect() leaves it: autocommit off, so the first statement of a checkout sends BEGIN and the "
+    "QueuePool rolls back at check-in (reset_on_return='rollback', its default); the write in `with conn:`.",
+    (_PSYCOPG2_DOCS, _SQLALCHEMY_RESET), ("BEGIN", "query", "ROLLBACK"), _WRITE)
+PSYCOPG3 = Setup(
+    "psycopg_pool with kwargs={'autocommit': True}: a read is its one statement, no BEGIN; the write in "
+    "conn.transaction(). Prepared statements at psycopg's defaults: prepared on a connection's 6th run of a statement "
+    "(prepare_threshold=5), at most 100 (prepared_max). The pool keeps min_size connections open.",
+    (_PSYCOPG3_DOCS, _PSYCOPG3_POOL, _PSYCOPG3_PREPARE), _READ, _WRITE)
+PSYCOPG3_DEFAULTS = Setup(
+    "psycopg's default, autocommit off: pool.connection() runs each checkout in a transaction it commits on return, "
+    "so a read is BEGIN, query, COMMIT; the write in conn.transaction().",
+    (_PSYCOPG3_DOCS, _PSYCOPG3_POOL), ("BEGIN", "query", "COMMIT"), _WRITE)
+ASYNCPG = Setup(
+    "create_pool(reset=<a coroutine that does nothing>) (asyncpg >= 0.30): on release the pool still rolls back a "
+    "transaction left open, but skips its reset query (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN *, RESET ALL), "
+    "safe because no route leaves session state; reads outside a transaction, the write in "
+    "connection.transaction(). Statement cache at asyncpg's default (statement_cache_size=100 per connection): a "
+    "statement is prepared on its first run.",
+    (_ASYNCPG_POOL,), _READ, _WRITE)
+ASYNCPG_DEFAULTS = Setup(
+    "create_pool's default reset: every release sends SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; "
+    "RESET ALL; one more round trip and server transaction per checkout.",
+    (_ASYNCPG_POOL,), ("query", "reset query"), (*_WRITE, "reset query"))
+SQLALCHEMY_SYNC = Setup(
+    "create_engine(isolation_level='AUTOCOMMIT'): a read is its one statement (the rollback at check-in sends nothing "
+    "in autocommit); the write through engine.execution_options(isolation_level='READ COMMITTED'), SQLAlchemy's way "
+    "to mix levels on one pool. psycopg2 then sends SET default_transaction_isolation TO DEFAULT each time a "
+    "connection that wrote before leaves autocommit: one statement more per write than the other drivers, which no "
+    "documented setting avoids. No server-side prepared statements (psycopg2). " + _QUEUEPOOL_MIN,
+    (_SQLALCHEMY_AUTOCOMMIT,), _READ, ("SET default_transaction_isolation TO DEFAULT", *_WRITE))
+SQLALCHEMY_SYNC_DEFAULTS = Setup(
+    "create_engine's defaults: engine.connect() begins a transaction at the first statement and rolls it back on "
+    "close, so a read is BEGIN, query, ROLLBACK; the write in engine.begin().",
+    (_SQLALCHEMY_AUTOCOMMIT, _SQLALCHEMY_RESET), ("BEGIN", "query", "ROLLBACK"), _WRITE)
+SQLALCHEMY_ASYNC = Setup(
+    "create_async_engine(isolation_level='AUTOCOMMIT'): a read is its one statement; the write through "
+    "engine.execution_options(isolation_level='READ COMMITTED') (on the asyncpg dialect a client-side switch: no "
+    "extra statement). Its pool is SQLAlchemy's AsyncAdaptedQueuePool, not asyncpg's, so no asyncpg reset query. "
+    "Statement cache at the dialect's default (prepared_statement_cache_size=100): prepared on the first run. "
+    + _QUEUEPOOL_MIN,
+    (_SQLALCHEMY_AUTOCOMMIT, _SQLALCHEMY_ASYNCPG), _READ, _WRITE)
+SQLALCHEMY_ASYNC_DEFAULTS = Setup(
+    "create_async_engine's defaults: each connection's first statement begins a transaction that is rolled back on "
+    "close, so a read is BEGIN, query, ROLLBACK; the write in engine.begin().",
+    (_SQLALCHEMY_AUTOCOMMIT, _SQLALCHEMY_RESET), ("BEGIN", "query", "ROLLBACK"), _WRITE)
 
 
 DRIVERS: tuple[Driver, ...] = (
@@ -134,20 +260,40 @@ DRIVERS: tuple[Driver, ...] = (
     Driver("asyncio", Kind.ASYNC, (WAIT,), "app.local_io:AsyncioSleep", "asyncio.sleep"),
     Driver("psycopg2", Kind.SYNC, DATABASE_WORKLOADS, "db.drivers.psycopg2:Psycopg2Database",
            "psycopg2 (blocking, the legacy driver) on a QueuePool", async_twin="asyncpg", legacy=True, pooled=True,
-           distributions=("psycopg2-binary", "sqlalchemy")),
+           distributions=("psycopg2-binary", "sqlalchemy"), setup=PSYCOPG2),
     Driver("psycopg3-sync", Kind.SYNC, DATABASE_WORKLOADS, "db.drivers.psycopg3:Psycopg3Database",
            "psycopg 3 blocking connections on psycopg_pool.ConnectionPool", async_twin="psycopg3-async", pooled=True,
-           distributions=("psycopg", "psycopg-pool")),
+           distributions=("psycopg", "psycopg-pool"), setup=PSYCOPG3),
     Driver("sqlalchemy-sync", Kind.SYNC, DATABASE_WORKLOADS, "db.drivers.sqlalchemy:SqlalchemyDatabase",
            "SQLAlchemy 2 Core, sync engine on psycopg2", async_twin="sqlalchemy-async", pooled=True,
-           distributions=("sqlalchemy", "psycopg2-binary")),
+           distributions=("sqlalchemy", "psycopg2-binary"), setup=SQLALCHEMY_SYNC),
     Driver("asyncpg", Kind.ASYNC, DATABASE_WORKLOADS, "db.drivers.asyncpg:AsyncpgDatabase", "asyncpg on its own pool",
-           pooled=True, distributions=("asyncpg",)),
+           pooled=True, distributions=("asyncpg",), setup=ASYNCPG),
     Driver("psycopg3-async", Kind.ASYNC, DATABASE_WORKLOADS, "db.drivers.psycopg3:AsyncPsycopg3Database",
            "psycopg 3 async connections on psycopg_pool.AsyncConnectionPool", pooled=True,
-           distributions=("psycopg", "psycopg-pool")),
+           distributions=("psycopg", "psycopg-pool"), setup=PSYCOPG3),
     Driver("sqlalchemy-async", Kind.ASYNC, DATABASE_WORKLOADS, "db.drivers.sqlalchemy:AsyncSqlalchemyDatabase",
-           "SQLAlchemy 2 Core, async engine on asyncpg", pooled=True, distributions=("sqlalchemy", "asyncpg")),
+           "SQLAlchemy 2 Core, async engine on asyncpg", pooled=True, distributions=("sqlalchemy", "asyncpg"),
+           setup=SQLALCHEMY_ASYNC),
+    # The same six at their out-of-the-box transaction and reset behaviour: lookup and write, main style.
+    Driver("psycopg2-defaults", Kind.SYNC, (LOOKUP, WRITE), "db.drivers.psycopg2:Psycopg2Database",
+           "psycopg2 on a QueuePool, driver defaults", pooled=True, distributions=("psycopg2-binary", "sqlalchemy"),
+           setup=PSYCOPG2_DEFAULTS, defaults_of="psycopg2"),
+    Driver("psycopg3-sync-defaults", Kind.SYNC, (LOOKUP, WRITE), "db.drivers.psycopg3:Psycopg3Database",
+           "psycopg 3 blocking connections on psycopg_pool.ConnectionPool, driver defaults", pooled=True,
+           distributions=("psycopg", "psycopg-pool"), setup=PSYCOPG3_DEFAULTS, defaults_of="psycopg3-sync"),
+    Driver("sqlalchemy-sync-defaults", Kind.SYNC, (LOOKUP, WRITE), "db.drivers.sqlalchemy:SqlalchemyDatabase",
+           "SQLAlchemy 2 Core, sync engine on psycopg2, engine defaults", pooled=True,
+           distributions=("sqlalchemy", "psycopg2-binary"), setup=SQLALCHEMY_SYNC_DEFAULTS, defaults_of="sqlalchemy-sync"),
+    Driver("asyncpg-defaults", Kind.ASYNC, (LOOKUP, WRITE), "db.drivers.asyncpg:AsyncpgDatabase",
+           "asyncpg on its own pool, driver defaults", pooled=True, distributions=("asyncpg",),
+           setup=ASYNCPG_DEFAULTS, defaults_of="asyncpg"),
+    Driver("psycopg3-async-defaults", Kind.ASYNC, (LOOKUP, WRITE), "db.drivers.psycopg3:AsyncPsycopg3Database",
+           "psycopg 3 async connections on psycopg_pool.AsyncConnectionPool, driver defaults", pooled=True,
+           distributions=("psycopg", "psycopg-pool"), setup=PSYCOPG3_DEFAULTS, defaults_of="psycopg3-async"),
+    Driver("sqlalchemy-async-defaults", Kind.ASYNC, (LOOKUP, WRITE), "db.drivers.sqlalchemy:AsyncSqlalchemyDatabase",
+           "SQLAlchemy 2 Core, async engine on asyncpg, engine defaults", pooled=True,
+           distributions=("sqlalchemy", "asyncpg"), setup=SQLALCHEMY_ASYNC_DEFAULTS, defaults_of="sqlalchemy-async"),
     Driver("open", Kind.SYNC, (FILE,), "app.local_io:OpenFiles", "builtin open().read()", async_twin="aiofiles",
            legacy=True),
     Driver("aiofiles", Kind.ASYNC, (FILE,), "app.local_io:AiofilesFiles", "aiofiles (reads in asyncio's default executor)",

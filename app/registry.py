@@ -28,7 +28,10 @@ def resolve(factory: str) -> Callable[..., Any]:
 def open_driver(driver: Driver, settings: Settings) -> DriverInstance:
     """A new, not yet started instance of ``driver``: a pooled driver gets its ConnectionConfig."""
     factory = resolve(driver.factory)
-    instance: DriverInstance = factory(settings.connection(driver.name)) if driver.pooled else factory()
+    if not driver.pooled:
+        plain: DriverInstance = factory()
+        return plain
+    instance: DriverInstance = factory(settings.connection(driver.name, driver_defaults=driver.defaults_of is not None))
     return instance
 
 

@@ -59,9 +59,11 @@ class Settings(BaseSettings):
         """The pool bounds for ``driver``: its override, else the global pool_min/pool_max."""
         return self.pools.get(driver, PoolSize(min=min(self.pool_min, self.pool_max), max=self.pool_max))
 
-    def connection(self, driver: str) -> ConnectionConfig:
-        """Everything the Postgres driver named ``driver`` is built from."""
+    def connection(self, driver: str, *, driver_defaults: bool = False) -> ConnectionConfig:
+        """Everything the Postgres driver named ``driver`` is built from (``driver_defaults``: the
+        driver's out-of-the-box transactions and reset, for the catalogue's ``-defaults`` entries)."""
         return ConnectionConfig(
+            driver_defaults=driver_defaults,
             driver=driver,
             url=self.url,
             pool=self.pool_size(driver),

@@ -17,7 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from app.catalogue import DATABASE_WORKLOADS
+from app.catalogue import DATABASE_WORKLOADS, DRIVERS, DRIVERS_BY_NAME, LOOKUP, WRITE
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +115,36 @@ def test_a_new_driver_is_one_catalogue_entry_and_one_module(settings: Settings, 
     assert added <= {key.split("[")[0] for key in facts["plan"]}
     assert all(f"| `{scenario}` |" in facts["table"] for scenario in added)
     print(textwrap.shorten(f"added {sorted(added)}", 200))
+
+
+# --- what each Postgres driver is set to ------------------------------------------------------
+
+
+def test_every_postgres_driver_says_what_was_set_and_why() -> None:
+    for driver in (d for d in DRIVERS if d.pooled):
+        assert driver.setup is not None, driver.name
+        assert driver.setup.summary and driver.setup.docs, driver.name
+        assert all(url.startswith("https://") for url in driver.setup.docs), driver.name
+        assert driver.setup.read.count("query") == 1 and driver.setup.write.count("query") == 1, driver.name
+
+
+def test_equal_work_is_one_statement_per_read_and_one_transaction_per_write() -> None:
+    """Every driver's equal-work setup sends the same statements, but for the one documented
+    exception: psycopg2's SET default_transaction_isolation under SQLAlchemy's sync engine."""
+    exceptions = {"sqlalchemy-sync": ("SET default_transaction_isolation TO DEFAULT", "BEGIN", "query", "COMMIT")}
+    for driver in (d for d in DRIVERS if d.pooled and d.defaults_of is None):
+        assert driver.setup is not None
+        assert driver.setup.read == ("query",), driver.name
+        assert driver.setup.write == exceptions.get(driver.name, ("BEGIN", "query", "COMMIT")), driver.name
+
+
+def test_each_defaults_entry_is_its_driver_in_its_main_style() -> None:
+    defaults = [d for d in DRIVERS if d.defaults_of is not None]
+    assert defaults
+    for driver in defaults:
+        original = DRIVERS_BY_NAME[driver.defaults_of or ""]
+        assert original.pooled and original.defaults_of is None, driver.name
+        assert (driver.factory, driver.kind, driver.distributions) == (original.factory, original.kind, original.distributions)
+        assert driver.workloads == (LOOKUP, WRITE) and len(driver.styles) == 1, driver.name
+        assert driver.setup != original.setup, f"{driver.name} documents the same setup as {original.name}"
+    assert {d.defaults_of for d in defaults} == {d.name for d in DRIVERS if d.pooled and d.defaults_of is None}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
 from app.catalogue import ARTICLE_CASES, DRIVERS, FILE, SCENARIOS, STEPS, Scenario, Style
 from app.data_folder import LARGE_FILE, SEED_FILES, SMALL_FILE
 from app.introspection import SERVICE_LIBRARIES
+from app.main import create_app
 from app.settings import Settings
 from db.queries import LOOKUP_COLUMNS
 from db.seed import REGIONS
@@ -90,6 +93,25 @@ def test_config_reports_the_live_setup(client: TestClient, settings: Settings) -
     assert all(config["libraries"][name] for name in distributions), config["libraries"]
     assert config["database"]["max_connections"] > 0
     assert "password" not in config["database_url"] or "***" in config["database_url"]
+
+
+def test_config_reports_each_pool_truthfully(settings: Settings) -> None:
+    """Every pool holds its minimum once started (SQLAlchemy's QueuePools too, which have none of their
+    own), never more than its maximum, and says which configuration it runs."""
+    wide = settings.model_copy(update={"pool_min": 2, "pool_max": 3})
+    with TestClient(create_app(wide)) as client:
+        deadline = time.monotonic() + 10
+        while True:
+            pools = client.get("/config").json()["pools"]
+            if all(pool["open"] >= 2 for pool in pools.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    for driver in (d for d in DRIVERS if d.pooled):
+        pool = pools[driver.name]
+        assert (pool["min"], pool["max"]) == (2, 3), pool
+        assert 2 <= pool["open"] <= 3, pool
+        assert pool["min_policy"], pool
+        assert pool["configuration"] == ("driver defaults" if driver.defaults_of else "equal work"), pool
 
 
 def test_hello_and_ping(client: TestClient) -> None:

@@ -1,4 +1,12 @@
-"""asyncpg: the native async driver, with its own ``create_pool``."""
+"""asyncpg: the native async driver, with its own ``create_pool``.
+
+Equal work: the pool's ``reset`` is a coroutine that does nothing (asyncpg >= 0.30). On release
+the pool still rolls back a transaction left open (``Connection._reset`` runs whatever ``reset``
+is), but no longer sends its reset query (``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+UNLISTEN *; RESET ALL``), one round trip and one server transaction per checkout. That query
+undoes session state; no route here leaves any (no SET, LISTEN, cursors or advisory locks).
+With ``driver_defaults`` the pool keeps its default reset.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,11 @@ from db import queries
 from db.drivers.base import ConnectionConfig, unavailable
 
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+_MIN_POLICY = "opened at start; a lost connection is reopened by the next acquire; idle ones above min close after 300 s"
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's ``reset``: nothing beyond the rollback of an open transaction the pool always does."""
 
 
 class AsyncpgDatabase:
@@ -34,6 +47,7 @@ class AsyncpgDatabase:
             min_size=min_size,
             max_size=self.config.pool.max,
             timeout=self.config.connect_timeout,
+            reset=None if self.config.driver_defaults else _keep_session,
             server_settings={
                 "statement_timeout": str(self.config.statement_timeout_ms),
                 "application_name": self.config.application_name,
@@ -47,7 +61,7 @@ class AsyncpgDatabase:
 
     def pool_info(self) -> dict[str, Any]:
         live = {"open": self._pool.get_size(), "idle": self._pool.get_idle_size()} if self._pool else {}
-        return self.config.pool_info("asyncpg.Pool", **live)
+        return self.config.pool_info("asyncpg.Pool", _MIN_POLICY, **live)
 
     async def _fetch(self, query: queries.Query, values: dict[str, Any], *, transaction: bool = False) -> list[asyncpg.Record]:
         assert self._pool is not None, "driver not started"

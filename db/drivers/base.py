@@ -4,6 +4,7 @@ and the mapping of failures to 503."""
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeGuard
 
@@ -31,7 +32,9 @@ class ConnectionConfig:
     """How one driver connects: the URL of the iobench database, its pool bounds and timeouts.
 
     The service builds it from its settings (``app.settings.Settings.connection``); a driver
-    module needs nothing else.
+    module needs nothing else. ``driver_defaults`` leaves transactions and connection reset at
+    the driver's out-of-the-box behaviour; otherwise every driver runs the equal-work
+    configuration: reads in autocommit (one statement), the write in one explicit transaction.
     """
 
     driver: str
@@ -40,6 +43,7 @@ class ConnectionConfig:
     acquire_timeout: float
     connect_timeout: int
     statement_timeout_ms: int
+    driver_defaults: bool = False
 
     @property
     def application_name(self) -> str:
@@ -55,9 +59,14 @@ class ConnectionConfig:
         """The pool's minimum, never above its maximum."""
         return min(self.pool.min, self.pool.max)
 
-    def pool_info(self, kind: str, **live: Any) -> dict[str, Any]:
-        return {"driver": self.driver, "kind": kind, "min": self.min_size, "max": self.pool.max,
-                "acquire_timeout": self.acquire_timeout, **live}
+    @property
+    def configuration(self) -> str:
+        return "driver defaults" if self.driver_defaults else "equal work"
+
+    def pool_info(self, kind: str, min_policy: str, **live: Any) -> dict[str, Any]:
+        """/config's view of the pool: its class, bounds, what ``min`` means for it, and live counts."""
+        return {"driver": self.driver, "kind": kind, "configuration": self.configuration, "min": self.min_size,
+                "max": self.pool.max, "min_policy": min_policy, "acquire_timeout": self.acquire_timeout, **live}
 
 
 class DriverInstance(Protocol):
@@ -111,6 +120,22 @@ class AsyncDatabase(DriverInstance, Protocol):
     async def lookup(self, item_id: int) -> dict[str, Any] | None: ...
     async def report(self, category: int) -> list[dict[str, Any]]: ...
     async def write(self, slot: int, note: str) -> dict[str, Any]: ...
+
+
+def open_connections(connect: Callable[[], Any], count: int, errors: tuple[type[BaseException], ...]) -> int:
+    """Check out ``count`` connections at once, then give them back: a pool that opens connections
+    on demand (SQLAlchemy's QueuePool) then holds ``count`` idle, its minimum. A database that is
+    down is no error here (requests answer 503 until it is back). Returns how many opened."""
+    opened = []
+    try:
+        for _ in range(count):
+            opened.append(connect())
+    except errors:
+        pass
+    finally:
+        for connection in opened:
+            connection.close()
+    return len(opened)
 
 
 def is_sync_database(driver: DriverInstance) -> TypeGuard[SyncDatabase]:

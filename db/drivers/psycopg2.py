@@ -3,7 +3,12 @@
 psycopg2's own ``ThreadedConnectionPool`` raises at once when exhausted and closes every
 connection returned above ``minconn``; a real service would wait and keep its connections,
 so we use the well-kept ``sqlalchemy.pool.QueuePool`` with a plain psycopg2 ``creator``.
-Connections run in autocommit, like asyncpg's, so a read is one round trip.
+QueuePool has no minimum: ``start`` opens ``min`` connections, which it then keeps.
+
+Equal work: the creator sets ``autocommit = True``, so a read is its one statement; the write
+runs in ``with connection:``, which since psycopg2 2.9 is a transaction (BEGIN ... COMMIT) in
+autocommit too. With ``driver_defaults`` autocommit stays off: every checkout's first statement
+sends BEGIN and the QueuePool rolls back at check-in.
 
 A QueuePool hands out whatever it holds: after a database restart or a cut link every pooled
 connection is dead, and each would fail one request. ``drop_closed_on_checkout`` looks at the
@@ -25,9 +30,11 @@ from sqlalchemy import event
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 
 from db import queries
-from db.drivers.base import ConnectionConfig, peer_hung_up, unavailable
+from db.drivers.base import ConnectionConfig, open_connections, peer_hung_up, unavailable
 
 _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, OSError)
+QUEUEPOOL_MIN_POLICY = "opened at start by iobench (QueuePool has no minimum); a lost connection is reopened on demand"
+_ENDED_BY_ROLLBACK = (psycopg2.extensions.TRANSACTION_STATUS_INTRANS, psycopg2.extensions.TRANSACTION_STATUS_INERROR)
 
 
 def drop_closed_on_checkout(
@@ -45,7 +52,7 @@ def drop_closed_on_checkout(
 
 
 class Psycopg2Database:
-    """Blocking psycopg2 calls over a QueuePool of autocommit connections."""
+    """Blocking psycopg2 calls over a QueuePool (of autocommit connections, unless driver defaults)."""
 
     kind = "sync"
 
@@ -62,6 +69,7 @@ class Psycopg2Database:
             reset_on_return="rollback",
         )
         event.listen(self._pool, "checkout", drop_closed_on_checkout)
+        await anyio.to_thread.run_sync(open_connections, self._pool.connect, self.config.min_size, _CONNECTION_ERRORS)
 
     async def stop(self) -> None:
         if self._pool is not None:
@@ -70,7 +78,7 @@ class Psycopg2Database:
 
     def pool_info(self) -> dict[str, Any]:
         live = {"open": self._pool.checkedin() + self._pool.checkedout(), "in_use": self._pool.checkedout()} if self._pool else {}
-        return self.config.pool_info("sqlalchemy.pool.QueuePool (opened on demand)", **live)
+        return self.config.pool_info("sqlalchemy.pool.QueuePool", QUEUEPOOL_MIN_POLICY, **live)
 
     def _connect(self) -> psycopg2.extensions.connection:
         connection = psycopg2.connect(
@@ -79,11 +87,11 @@ class Psycopg2Database:
             options=self.config.libpq_options,
             application_name=self.config.application_name,
         )
-        connection.autocommit = True
+        connection.autocommit = not self.config.driver_defaults
         return connection
 
     @contextmanager
-    def _cursor(self) -> Iterator[psycopg2.extensions.cursor]:
+    def _connection(self) -> Iterator[psycopg2.extensions.connection]:
         assert self._pool is not None, "driver not started"
         try:
             fairy = self._pool.connect()
@@ -91,21 +99,27 @@ class Psycopg2Database:
             raise unavailable(self.config, exc, "pool_timeout") from exc
         except _CONNECTION_ERRORS as exc:
             raise unavailable(self.config, exc) from exc
+        connection = fairy.dbapi_connection
         try:
-            with fairy.cursor() as cursor:
-                yield cursor
+            yield connection
         except _CONNECTION_ERRORS as exc:
             raise unavailable(self.config, exc) from exc
         finally:
-            connection = fairy.dbapi_connection
-            # Autocommit hides our explicit BEGIN from psycopg2's rollback(): a connection left
-            # inside a transaction (an error mid-write) is discarded rather than reused.
-            if connection is not None and (
-                connection.closed
-                or connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE
-            ):
+            # The QueuePool's rollback at check-in ends a transaction only outside autocommit;
+            # any other state (closed, a query still running, a transaction in autocommit) is
+            # discarded rather than handed to the next request.
+            status = connection.info.transaction_status if not connection.closed else None
+            clean = status == psycopg2.extensions.TRANSACTION_STATUS_IDLE or (
+                not connection.autocommit and status in _ENDED_BY_ROLLBACK
+            )
+            if not clean:
                 fairy.invalidate()
             fairy.close()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[psycopg2.extensions.cursor]:
+        with self._connection() as connection, connection.cursor() as cursor:
+            yield cursor
 
     def pg_sleep(self, seconds: float) -> float:
         with self._cursor() as cursor:
@@ -125,9 +139,8 @@ class Psycopg2Database:
         return [dict(zip(queries.REPORT_COLUMNS, row, strict=True)) for row in rows]
 
     def write(self, slot: int, note: str) -> dict[str, Any]:
-        with self._cursor() as cursor:
-            cursor.execute("BEGIN")
+        with self._connection() as connection, connection, connection.cursor() as cursor:
             cursor.execute(queries.WRITE.pyformat, {"slot": slot, "note": note})
             row = cursor.fetchone()
-            cursor.execute("COMMIT")
+        assert row is not None
         return dict(zip(queries.WRITE_COLUMNS, row, strict=True))

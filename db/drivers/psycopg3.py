@@ -1,5 +1,11 @@
 """psycopg 3, both faces: a blocking ``ConnectionPool`` and an ``AsyncConnectionPool``.
 
+Equal work: connections are opened with ``autocommit=True`` (the pool's ``kwargs``), so a read is
+its one statement, and the write runs in ``connection.transaction()`` (BEGIN ... COMMIT). With
+``driver_defaults`` autocommit stays off, psycopg's default: ``pool.connection()`` then wraps
+every checkout in a transaction it commits on return. Prepared statements are psycopg's
+defaults in both: a statement is prepared on a connection's 6th run (``prepare_threshold=5``).
+
 Two things make the pools recover from an outage like the other drivers do:
 
 - ``check``: psycopg_pool hands out idle connections unchecked (its own ``check_connection``
@@ -36,6 +42,7 @@ _DOWN_WAIT = 0.1
 #: How long the pool retries one failed connection in the background (attempts 1 s apart)
 #: before leaving the next attempt to the next request.
 _RECONNECT_TIMEOUT = 2.0
+_MIN_POLICY = "kept open: the pool replaces a lost connection in the background"
 
 
 def _closed_by_server(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
@@ -127,7 +134,7 @@ def _pool_kwargs(config: ConnectionConfig, last_connect: _LastConnect, base: typ
         "open": False,
         "name": config.driver,
         "kwargs": {
-            "autocommit": True,
+            "autocommit": not config.driver_defaults,
             "row_factory": dict_row,
             "connect_timeout": config.connect_timeout,
             "options": config.libpq_options,
@@ -141,7 +148,7 @@ def _pool_info(config: ConnectionConfig, pool: ConnectionPool | AsyncConnectionP
     if pool is not None:
         stats = pool.get_stats()
         live = {"open": stats.get("pool_size", 0), "idle": stats.get("pool_available", 0)}
-    return config.pool_info(kind, **live)
+    return config.pool_info(kind, _MIN_POLICY, **live)
 
 
 class Psycopg3Database:

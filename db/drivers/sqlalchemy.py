@@ -2,7 +2,17 @@
 
 Written the way SQLAlchemy documents it (``engine.connect()`` for reads, ``engine.begin()``
 for the write), so the figures include what the library adds over its raw driver.
-The pools are QueuePools of ``pool_size = max`` (opened on demand, never above max).
+The pools are QueuePools of ``pool_size = max`` (never above max); QueuePool has no minimum,
+so ``start`` opens ``min`` connections, which it then keeps.
+
+Equal work: both engines are created with ``isolation_level="AUTOCOMMIT"``, so a read is its
+one statement (the pool's rollback at check-in sends nothing in autocommit). The write goes
+through ``engine.execution_options(isolation_level="READ COMMITTED")``, SQLAlchemy's documented
+way to use another level on the same pool, so it is one explicit transaction. On psycopg2 the
+switch back costs one statement: a connection that wrote before sends ``SET
+default_transaction_isolation TO DEFAULT`` when it next leaves autocommit (psycopg2's
+``set_isolation_level``); on asyncpg it is client-side. With ``driver_defaults`` both engines
+keep SQLAlchemy's defaults: every connection runs in a transaction that is rolled back on close.
 
 SQLAlchemy invalidates its whole pool when a query meets a dropped connection, which still
 costs that request a 503. A ``checkout`` hook spots connections the server has already closed
@@ -16,14 +26,15 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anyio.to_thread
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from db import queries
-from db.drivers.base import QUERY_CANCELED, ConnectionConfig, sqlstate, unavailable
-from db.drivers.psycopg2 import drop_closed_on_checkout
+from db.drivers.base import QUERY_CANCELED, ConnectionConfig, open_connections, sqlstate, unavailable
+from db.drivers.psycopg2 import QUEUEPOOL_MIN_POLICY, drop_closed_on_checkout
 from db.url import with_driver
 
 _PG_SLEEP = text(queries.PG_SLEEP.sqlalchemy)
@@ -53,14 +64,23 @@ def _is_unavailable(exc: BaseException) -> bool:
     return code == QUERY_CANCELED or code.startswith(_CONNECTION_EXCEPTION_CLASS)
 
 
+#: What a connection attempt raises through engine.connect() while the database is down or slow.
+_START_ERRORS = (sqlalchemy.exc.DBAPIError, OSError, TimeoutError)
+#: The write's level when reads run in autocommit (Postgres's default level).
+_WRITE_ISOLATION = "READ COMMITTED"
+
+
 def _engine_kwargs(config: ConnectionConfig) -> dict[str, Any]:
-    return {"pool_size": config.pool.max, "max_overflow": 0, "pool_timeout": config.acquire_timeout}
+    kwargs: dict[str, Any] = {"pool_size": config.pool.max, "max_overflow": 0, "pool_timeout": config.acquire_timeout}
+    if not config.driver_defaults:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
+    return kwargs
 
 
 def _pool_info(config: ConnectionConfig, engine: Engine | AsyncEngine | None, kind: str) -> dict[str, Any]:
     pool = engine.pool if engine is not None else None
     live = {"open": pool.checkedin() + pool.checkedout(), "in_use": pool.checkedout()} if pool is not None else {}
-    return config.pool_info(kind, **live)
+    return config.pool_info(kind, QUEUEPOOL_MIN_POLICY, **live)
 
 
 class SqlalchemyDatabase:
@@ -71,9 +91,10 @@ class SqlalchemyDatabase:
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
         self._engine: Engine | None = None
+        self._writes: Engine | None = None
 
     async def start(self) -> None:
-        self._engine = create_engine(
+        self._engine = engine = create_engine(
             with_driver(self.config.url, "postgresql+psycopg2"),
             connect_args={
                 "connect_timeout": self.config.connect_timeout,
@@ -82,15 +103,17 @@ class SqlalchemyDatabase:
             },
             **_engine_kwargs(self.config),
         )
-        event.listen(self._engine, "checkout", drop_closed_on_checkout)
+        event.listen(engine, "checkout", drop_closed_on_checkout)
+        self._writes = engine if self.config.driver_defaults else engine.execution_options(isolation_level=_WRITE_ISOLATION)
+        await anyio.to_thread.run_sync(open_connections, engine.connect, self.config.min_size, _START_ERRORS)
 
     async def stop(self) -> None:
         if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+            await anyio.to_thread.run_sync(self._engine.dispose)
+            self._engine = self._writes = None
 
     def pool_info(self) -> dict[str, Any]:
-        return _pool_info(self.config, self._engine, "sqlalchemy QueuePool (opened on demand)")
+        return _pool_info(self.config, self._engine, "sqlalchemy QueuePool")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -119,7 +142,8 @@ class SqlalchemyDatabase:
             return [dict(row) for row in connection.execute(_REPORT, {"category": category}).mappings()]
 
     def write(self, slot: int, note: str) -> dict[str, Any]:
-        with self._errors(), self._engine.begin() as connection:
+        assert self._writes is not None, "driver not started"
+        with self._errors(), self._writes.begin() as connection:
             return dict(connection.execute(_WRITE, {"slot": slot, "note": note}).mappings().one())
 
 
@@ -131,9 +155,10 @@ class AsyncSqlalchemyDatabase:
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
         self._engine: AsyncEngine | None = None
+        self._writes: AsyncEngine | None = None
 
     async def start(self) -> None:
-        self._engine = create_async_engine(
+        self._engine = engine = create_async_engine(
             with_driver(self.config.url, "postgresql+asyncpg"),
             connect_args={
                 "timeout": self.config.connect_timeout,
@@ -144,15 +169,29 @@ class AsyncSqlalchemyDatabase:
             },
             **_engine_kwargs(self.config),
         )
-        event.listen(self._engine.sync_engine, "checkout", _drop_closed_asyncpg_on_checkout)
+        event.listen(engine.sync_engine, "checkout", _drop_closed_asyncpg_on_checkout)
+        self._writes = engine if self.config.driver_defaults else engine.execution_options(isolation_level=_WRITE_ISOLATION)
+        await self._open_min(engine)
+
+    async def _open_min(self, engine: AsyncEngine) -> None:
+        """As ``open_connections``, for the async pool (a database that is down is no error here)."""
+        opened = []
+        try:
+            for _ in range(self.config.min_size):
+                opened.append(await engine.connect())
+        except _START_ERRORS:
+            pass
+        finally:
+            for connection in opened:
+                await connection.close()
 
     async def stop(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
-            self._engine = None
+            self._engine = self._writes = None
 
     def pool_info(self) -> dict[str, Any]:
-        return _pool_info(self.config, self._engine, "sqlalchemy AsyncAdaptedQueuePool (opened on demand)")
+        return _pool_info(self.config, self._engine, "sqlalchemy AsyncAdaptedQueuePool")
 
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
@@ -181,5 +220,6 @@ class AsyncSqlalchemyDatabase:
             return [dict(row) for row in (await connection.execute(_REPORT, {"category": category})).mappings()]
 
     async def write(self, slot: int, note: str) -> dict[str, Any]:
-        async with self._errors(), self._engine.begin() as connection:
+        assert self._writes is not None, "driver not started"
+        async with self._errors(), self._writes.begin() as connection:
             return dict((await connection.execute(_WRITE, {"slot": slot, "note": note})).mappings().one())

@@ -362,7 +362,7 @@ def main_command(
         folder.write_run(
             profile=profile.to_dict(), command=sys.argv, status="running", planned=planned,
             started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),
-            findings=[f.id for f in FINDINGS], error=None,
+            findings=[f.id for f in FINDINGS], error=None, drivers=[d.to_dict() for d in DRIVERS],
         )
         Harness(profile, jobs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
                 requests=requests, judge=lambda records: evaluate_all(records, folder.run)).run()

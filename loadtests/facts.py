@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.catalogue import ARTICLE_CASES, WORKLOADS
+from app.catalogue import ARTICLE_CASES, STEPS, WORKLOADS
 from loadtests.compare import ComparisonResult
 from loadtests.findings import Verdict, required_failures, required_unsettled
 from loadtests.model import explain, in_band
@@ -76,11 +76,19 @@ class ArticleRow:
 
 @dataclass(frozen=True)
 class DriverRow:
-    """One database driver in its own style (``sync`` for a sync driver, ``async`` for an async one), per workload."""
+    """One database driver in its own style (``sync`` for a sync driver, ``async`` for an async one), per workload,
+    with what it was set up to send (the catalogue's ``Setup``, as run.json recorded it)."""
 
     driver: str
     style: str
     cases: dict[str, CaseSummary]
+    setup: dict[str, Any] | None = None
+
+    def documented_round_trips(self, workload: str) -> int | None:
+        """Round trips per request the setup documents: its statements per operation, twice (STEPS)."""
+        if not self.setup:
+            return None
+        return STEPS * len(self.setup["write"] if workload == "write" else self.setup["read"])
 
 
 @dataclass(frozen=True)
@@ -298,13 +306,14 @@ def model_fit(cases: list[CaseSummary]) -> ModelFit:
     return ModelFit(len(judged) - len(misses), len(judged), misses)
 
 
-def _drivers(cases: list[CaseSummary]) -> tuple[list[DriverRow], list[str]]:
+def _drivers(cases: list[CaseSummary], run: dict[str, Any]) -> tuple[list[DriverRow], list[str]]:
     """Each pooled driver's cases in its native style: the driver comparison on equal terms."""
+    setups = {d["name"]: d.get("setup") for d in run.get("drivers") or [] if isinstance(d, dict)}
     native = [c for c in cases if c.records[0].get("pooled") and c.style in ("sync", "async") and not c.records[0].get("twin")]
     workloads = sorted({c.workload for c in native}, key=workload_rank)
     rows: dict[str, DriverRow] = {}
     for case in native:
-        row = rows.setdefault(case.driver, DriverRow(case.driver, case.style, {}))
+        row = rows.setdefault(case.driver, DriverRow(case.driver, case.style, {}, setups.get(case.driver)))
         row.cases[case.workload] = case
     return sorted(rows.values(), key=lambda r: (style_rank(r.style), r.driver)), workloads
 
@@ -316,7 +325,7 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
     main = main_cases(records)
     summaries = {case.case: case for case in main}
     durations = [s for case in main if (s := case.sample_seconds)]
-    drivers, driver_workloads = _drivers(main)
+    drivers, driver_workloads = _drivers(main, run)
     return Facts(
         run=run,
         profile=profile,

@@ -142,7 +142,7 @@ def server_settings(base: Settings, profile: Profile) -> Settings:
     return base.model_copy(update={
         "threadpool_tokens": profile.threadpool_tokens,
         "pool_max": profile.pool_max,
-        "pool_min": 1,
+        "pool_min": 0,  # a server opens only the pools its group uses (on first use: the warm-up)
         "workers": profile.workers,
         "acquire_timeout": profile.acquire_timeout,
         "max_wait_seconds": max(base.max_wait_seconds, profile.seconds),

@@ -135,6 +135,7 @@ def make_run(records: list[Record], **changes: Any) -> dict[str, Any]:
                         "ab_version": "This is ApacheBench, Version 2.3 <$Revision: 1903618 $>",
                         "database_source": "localhost:5432", "load_average": [0.5, 0.4, 0.3]},
         "servers": [server_config(4101), server_config(4102)],
+        "drivers": [driver.to_dict() for driver in DRIVERS],
         "error": None,
     }
     run.update(changes)

@@ -81,6 +81,12 @@ def test_case_tables_show_rounds_intervals_probe_samples_and_errors(report: str)
     assert "Each ab sample lasted about" in report
 
 
+def test_drivers_show_measured_beside_documented_round_trips_and_their_setup(report: str) -> None:
+    lines = [line for line in report.splitlines() if line.startswith("| psycopg2 | sync | lookup |")]
+    assert len(lines) == 1 and "| 2.00 (2) |" in lines[0]  # measured on the wire, then what the catalogue's Setup documents
+    assert "- **psycopg2**:" in report and "https://" in report.split("## Drivers on equal terms")[1]
+
+
 def test_a_case_over_one_percent_errors_is_marked(tmp_path: Path, records: list[Record]) -> None:
     failing = [make_record("wait/sync/time", round=r, non_2xx=5) if rec["case"] == "wait/sync/time" and not rec.get("sweep")
                else rec for r, rec in enumerate(records)]

@@ -30,7 +30,7 @@ PG_SLEEP_TWINS = {
 }
 #: The order reports present workloads and styles in.
 WORKLOAD_ORDER = tuple(workload.name for workload in WORKLOADS)
-STYLE_ORDER = ("sync", "async-blocking", "async", "threadpool", "threadpool-only")
+STYLE_ORDER = ("sync", "async-blocking", "async", "threadpool", "threadpool-only", "minimal")
 
 
 def workload_rank(workload: str) -> int:

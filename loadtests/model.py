@@ -30,7 +30,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from app.catalogue import DRIVERS, STEPS, Executor, Scenario, Style
+from app.catalogue import DRIVERS, STEPS, Executor, Kind, Scenario, Style
 from loadtests.summary import CaseSummary
 from loadtests.work import CpuPerRequest
 
@@ -111,7 +111,7 @@ def bounds(scenario: Scenario, concurrency: int, shape: ServerShape) -> list[Bou
     style = scenario.style
     if style is Style.ASYNC_BLOCKING:
         found.append(Bound("event loop", workers, 1.0))
-    elif style is Style.SYNC:
+    elif style is Style.SYNC or (style is Style.MINIMAL and scenario.driver.kind is Kind.SYNC):
         found.append(Bound("threadpool", shape.threadpool_tokens * workers, 1.0))
     elif style is Style.THREADPOOL:
         found.append(Bound("threadpool", shape.threadpool_tokens * workers, step))

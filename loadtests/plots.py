@@ -36,6 +36,7 @@ STYLE_COLORS = {
     "async": "#2ca02c",
     "threadpool": "#ff7f0e",
     "threadpool-only": "#9467bd",
+    "minimal": "#17becf",
 }
 OTHER_COLOR = "#7f7f7f"
 #: Line styles telling apart drivers of one style in the sweep plots.

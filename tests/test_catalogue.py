@@ -17,7 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from app.catalogue import DATABASE_WORKLOADS, DRIVERS, DRIVERS_BY_NAME, LOOKUP, WRITE
+from app.catalogue import DATABASE_WORKLOADS, DRIVERS, DRIVERS_BY_NAME, LOOKUP, MINIMAL_WORKLOADS, WRITE
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +107,8 @@ def test_a_new_driver_is_one_catalogue_entry_and_one_module(settings: Settings, 
     assert result.returncode == 0, result.stderr[-3000:]
     facts = json.loads(result.stdout.splitlines()[-1])
 
-    added = {f"{workload.name}/async/fake-pooled" for workload in DATABASE_WORKLOADS}
+    added = {f"{workload.name}/{style}/fake-pooled" for workload in DATABASE_WORKLOADS for style in ("async", "minimal")
+             if style == "async" or workload in MINIMAL_WORKLOADS}
     assert "fake-pooled" in facts["drivers"] and "fake-pooled" in facts["pools"]
     assert added <= set(facts["scenarios"])
     assert {f"/bench/{scenario}" for scenario in added} <= set(facts["routes"])

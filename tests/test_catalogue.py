@@ -44,7 +44,7 @@ def test_db_imports_nothing_from_app() -> None:
 
 def test_db_loads_without_fastapi_or_pydantic_settings() -> None:
     modules = imported_modules(
-        "import db.bootstrap, db.seed, db.migrate, db.url, db.embedded\n"
+        "import db.bootstrap, db.seed, db.migrate, db.url, db.embedded, db.server_stats\n"
         "import db.drivers.asyncpg, db.drivers.psycopg2, db.drivers.psycopg3, db.drivers.sqlalchemy"
     )
     assert not {"fastapi", "pydantic_settings", "app"} & modules

@@ -17,7 +17,10 @@ import asyncpg
 from db import queries
 from db.drivers.base import ConnectionConfig, unavailable
 
-_CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+# TooManyConnectionsError (53300, also a database's CONNECTION LIMIT) is "insufficient resources", not a
+# PostgresConnectionError, but the server is as unable to serve as when it refuses the connection.
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                      asyncpg.TooManyConnectionsError)
 _MIN_POLICY = "opened at start; a lost connection is reopened by the next acquire; idle ones above min close after 300 s"
 
 

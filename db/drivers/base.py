@@ -11,6 +11,15 @@ from typing import Any, Protocol, TypeGuard
 from db.errors import DatabaseUnavailable, Reason
 
 QUERY_CANCELED = "57014"  # SQLSTATE raised when statement_timeout fires
+#: SQLSTATEs of a server that cannot take the connection now: class 08 (connection exception),
+#: class 53 (insufficient resources: 53300 "too many clients", also a database's CONNECTION LIMIT)
+#: and 57P03 (cannot connect now: starting up or shutting down). Each is a 503, never a 500.
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P03")
+
+
+def refused_by_server(exc: BaseException) -> bool:
+    """True if ``exc`` carries a SQLSTATE of a server that cannot serve this connection now."""
+    return (sqlstate(exc) or "").startswith(UNAVAILABLE_SQLSTATES)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from db import queries
-from db.drivers.base import QUERY_CANCELED, ConnectionConfig, open_connections, sqlstate, unavailable
+from db.drivers.base import QUERY_CANCELED, ConnectionConfig, open_connections, refused_by_server, sqlstate, unavailable
 from db.drivers.psycopg2 import QUEUEPOOL_MIN_POLICY, drop_closed_on_checkout
 from db.url import with_driver
 
@@ -44,9 +44,9 @@ _WRITE = text(queries.WRITE.sqlalchemy)
 # Lost or refused connections; statement_timeout arrives as OperationalError (psycopg2) or as
 # a DBAPIError carrying SQLSTATE 57014 (asyncpg), which unavailable() recognises.
 _CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
-#: SQLSTATE class 08, "connection exception": asyncpg's "connection was closed in the middle of
-#: operation" (08003) reaches us as a plain DBAPIError, neither Operational nor Interface.
-_CONNECTION_EXCEPTION_CLASS = "08"
+# asyncpg's "connection was closed in the middle of operation" (08003) and "too many clients"
+# (53300) reach us as plain DBAPIErrors, neither Operational nor Interface: refused_by_server()
+# tells them by their SQLSTATE.
 
 
 def _drop_closed_asyncpg_on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
@@ -60,8 +60,7 @@ def _is_unavailable(exc: BaseException) -> bool:
     """A lost connection (whatever class SQLAlchemy gives it) or a statement timeout."""
     if isinstance(exc, _CONNECTION_ERRORS) or getattr(exc, "connection_invalidated", False):
         return True
-    code = sqlstate(exc) or ""
-    return code == QUERY_CANCELED or code.startswith(_CONNECTION_EXCEPTION_CLASS)
+    return sqlstate(exc) == QUERY_CANCELED or refused_by_server(exc)
 
 
 #: What a connection attempt raises through engine.connect() while the database is down or slow.

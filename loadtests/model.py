@@ -227,8 +227,11 @@ def explain(case: CaseSummary) -> str:
         else:
             why = f"the {bound} is held for less than S, measured with one client, says"
         notes.append(f"model miss ({measured:.0%} of the prediction, bound {bound}): {why}")
-    if case.new_sessions:
-        notes.append(f"connection churn: {case.new_sessions} new Postgres sessions during the runs")
+    if case.closed_sessions:
+        notes.append(f"connection churn: {case.closed_sessions} Postgres sessions closed and "
+                     f"{case.new_sessions or 0} opened during the runs")
+    elif case.new_sessions:
+        notes.append(f"its pool grew by {case.new_sessions} connections during the runs (beyond what the warm-up opened)")
     if case.outlier_rounds:
         notes.append("outlier round(s) " + ", ".join(str(r + 1) for r in case.outlier_rounds) + " (kept)")
     return "; ".join(notes)

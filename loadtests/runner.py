@@ -31,6 +31,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from app.settings import Settings
+from db.server_stats import ServerStats
 from loadtests.ab import AbError, run_ab
 from loadtests.errors import HarnessError
 from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
@@ -40,7 +41,7 @@ from loadtests.profiles import Case, Profile
 from loadtests.results import Record, RunFolder, successful_rps
 from loadtests.server import ServiceProcess, tail
 from loadtests.stats import median
-from loadtests.work import CpuMeter, CpuPerRequest, PostgresBackends, WirePerRequest, count_work
+from loadtests.work import CpuMeter, CpuPerRequest, WirePerRequest, count_work, open_server_stats
 
 #: Rounds an inconclusive required finding grows to, one checkpoint at a time.
 CHECKPOINTS = (3, 5, 8, 10)
@@ -224,7 +225,8 @@ class Harness:
     records: list[Record] = field(default_factory=list)
     uncontended: dict[str, Uncontended] = field(default_factory=dict)
     wire: dict[str, WirePerRequest] = field(default_factory=dict)
-    backends: PostgresBackends = field(default_factory=lambda: PostgresBackends(None))
+    #: The Postgres backends' monitor (their CPU), for a database this harness prepared.
+    stats: ServerStats | None = None
 
     @property
     def measured(self) -> int:
@@ -260,7 +262,15 @@ class Harness:
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         counting = self._counting_groups(main)
         if not self.target:
-            self.backends = PostgresBackends(self.settings.database_url)
+            self.stats = open_server_stats(self.settings.database_url)
+        try:
+            self._run(plan, main, counting, estimate, columns)
+        finally:
+            if self.stats is not None:
+                self.stats.close()
+
+    def _run(self, plan: list[list[Job]], main: list[Job], counting: dict[str, list[Job]], estimate: Estimates,
+             columns: tuple[Any, ...]) -> None:
         with Progress(*columns, console=self.console, transient=False) as progress:
             total = sum(SERVER_START_S + sum(map(estimate, batch)) for batch in plan)
             total += sum(2 * SERVER_START_S + 0.1 * len(jobs) for jobs in counting.values())
@@ -284,7 +294,6 @@ class Harness:
                                 + sum(SERVER_START_S + sum(map(estimate, batch)) for batch in extra))
                 self._batches(extra, progress, task, estimate)
                 done_rounds = checkpoint
-        self.backends.close()
 
     def _counting_groups(self, jobs: list[Job]) -> dict[str, list[Job]]:
         """The database cases whose wire work gets counted, by server group (one case key once)."""
@@ -377,7 +386,7 @@ class Harness:
             timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / rate))
             wall_before = time.monotonic()
             with PingProbe(served.url, self.profile.ping_interval) as probe, \
-                    CpuMeter(served.pid, self.backends, served.proxy_pid) as meter:
+                    CpuMeter(served.pid, self.stats, served.proxy_pid) as meter:
                 result = run_ab(url, requests, job.concurrency, keepalive=self.keepalive, timeout_s=timeout_s,
                                 time_limit_s=max(60.0, 4 * expected_s + timeout_s))
             wall = time.monotonic() - wall_before
@@ -403,7 +412,7 @@ class Harness:
         clients = max(1, min(concurrency, math.ceil(prediction.capacity)))
         requests = max(2 * clients, min(WARM_UP_MAX, round(prediction.rps * WARM_UP_S)))
         expected_s = requests / prediction.rps
-        with CpuMeter(served.pid, self.backends, served.proxy_pid) as meter:
+        with CpuMeter(served.pid, self.stats, served.proxy_pid) as meter:
             warm = run_ab(url, requests, clients, keepalive=self.keepalive, timeout_s=30,
                           time_limit_s=max(60.0, 4 * expected_s))
         ok = warm.failed == 0 and warm.non_2xx == 0 and warm.successful_per_second > 0

@@ -125,11 +125,19 @@ class CaseSummary:
         """CPU ms per request of ``part`` (``service_s``, ``postgres_s`` or ``client_s``) during the runs (median)."""
         return median([v * 1000 for r in self.records if (v := (r.get("cpu") or {}).get(part)) is not None])
 
+    def _sessions(self, field: str) -> int | None:
+        counts = [n for r in self.records if (n := (r.get("cpu") or {}).get(field)) is not None]
+        return sum(counts) if counts else None
+
     @property
     def new_sessions(self) -> int | None:
-        """Postgres sessions the service opened during the runs (connection churn), all rounds together."""
-        counts = [n for r in self.records if (n := (r.get("cpu") or {}).get("new_sessions")) is not None]
-        return sum(counts) if counts else None
+        """Postgres sessions the service opened during the measured runs, all rounds together."""
+        return self._sessions("new_sessions")
+
+    @property
+    def closed_sessions(self) -> int | None:
+        """Postgres sessions that ended during the measured runs: connections closed and reopened (churn)."""
+        return self._sessions("closed_sessions")
 
     @property
     def wire(self) -> dict[str, Any] | None:

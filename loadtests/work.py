@@ -8,8 +8,8 @@ Drivers are only comparable on equal work, so the harness counts it instead of a
   sessions per request. Counting is kept out of the measured runs, where the proxy's own CPU
   would be in the way.
 - **CPU** (``CpuMeter``): during a run, the CPU seconds of the service's processes (psutil),
-  of the Postgres backends serving it (their /proc times, found through pg_stat_activity:
-  local servers only), and of ab (the harness's reaped children), each per request. The
+  of the Postgres backends serving it (``db.server_stats``: their /proc times, found through
+  pg_stat_activity; local servers only), and of ab (the harness's reaped children), each per request. The
   utilisation law turns them into bounds (``model.predict``).
 """
 
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import resource
 from dataclasses import asdict, dataclass
-from typing import Any, Self, TypedDict
+from typing import TYPE_CHECKING, Any, Self, TypedDict
 
 import httpx
-import psutil
 
 from loadtests.environment import cpu_seconds
+
+if TYPE_CHECKING:
+    from db.server_stats import ServerStats
 
 #: Requests per case when counting wire work: enough to average out a pool's first-use costs.
 COUNT_REQUESTS = 10
@@ -65,10 +67,12 @@ class CpuPerRequest:
     service_s: float | None
     postgres_s: float | None
     client_s: float | None
-    #: Postgres backends of the service that appeared during the run: new sessions (churn).
+    #: Postgres backends of the service that appeared during the run: a pool growing, or churning.
     new_sessions: int | None
     #: The wire proxy's own CPU, when the run added a round-trip time: the instrument's cost.
     proxy_s: float | None = None
+    #: Backends that were there before the run and gone after it: connections closed mid-run (churn).
+    closed_sessions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,59 +83,18 @@ class CpuPerRequest:
         return sum(parts) if parts else None
 
 
-class PostgresBackends:
-    """The Postgres backends serving the iobench service (application_name iobench-*), and their CPU.
+def open_server_stats(database_url: str | None) -> ServerStats | None:
+    """A monitor of the Postgres backends serving the iobench service (application_name iobench-*),
+    or None when there is no database URL or it cannot be reached. Their CPU needs the server on this
+    machine (``db.server_stats``): elsewhere the snapshots carry none."""
+    if not database_url:
+        return None
+    from db.server_stats import ServerStats
 
-    Reads /proc through psutil, so it only works when Postgres runs on this machine; ``available``
-    says whether it does. One monitoring connection, in autocommit (each query sees fresh data).
-    """
-
-    def __init__(self, database_url: str | None) -> None:
-        import psycopg  # only a run that measures Postgres needs a driver: reading the catalogue must not load one
-
-        self._error = psycopg.Error
-        self._connection: psycopg.Connection[Any] | None = None
-        if database_url:
-            try:
-                self._connection = psycopg.connect(database_url, autocommit=True, connect_timeout=5,
-                                                   application_name="iobench-harness")
-            except psycopg.Error:
-                self._connection = None
-
-    @property
-    def available(self) -> bool:
-        return self._connection is not None
-
-    def cpu(self) -> dict[int, float] | None:
-        """CPU seconds used so far by each backend of the service, by pid."""
-        if self._connection is None:
-            return None
-        try:
-            rows = self._connection.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name LIKE 'iobench-%' AND application_name <> 'iobench-harness'"
-            ).fetchall()
-        except self._error:
-            return None
-        found = {}
-        for (pid,) in rows:
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                return None  # not on this machine, or not ours to read
-            found[pid] = times.user + times.system
-        return found
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    try:
+        return ServerStats(database_url, application="iobench-%")
+    except Exception:  # noqa: BLE001 - psycopg's errors are not importable here without loading the driver
+        return None
 
 
 def _children_cpu() -> float:
@@ -142,27 +105,30 @@ def _children_cpu() -> float:
 class CpuMeter:
     """CPU of the service, its Postgres backends and ab over one block of load::
 
-        with CpuMeter(service_pid, backends) as meter:
+        with CpuMeter(service_pid, stats) as meter:
             result = run_ab(...)
         meter.per_request(result.successful)
     """
 
-    def __init__(self, service_pid: int | None, backends: PostgresBackends, proxy_pid: int | None = None) -> None:
+    def __init__(self, service_pid: int | None, stats: ServerStats | None, proxy_pid: int | None = None) -> None:
         self.service_pid = service_pid
-        self.backends = backends
+        self.stats = stats
         self.proxy_pid = proxy_pid
+
+    def _postgres_cpu(self) -> dict[int, float] | None:
+        return self.stats.snapshot().cpu if self.stats is not None else None
 
     def __enter__(self) -> Self:
         self._service = cpu_seconds(self.service_pid) if self.service_pid else None
         self._proxy = cpu_seconds(self.proxy_pid) if self.proxy_pid else None
-        self._postgres = self.backends.cpu()
+        self._postgres = self._postgres_cpu()
         self._client = _children_cpu()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._service_after = cpu_seconds(self.service_pid) if self.service_pid else None
         self._proxy_after = cpu_seconds(self.proxy_pid) if self.proxy_pid else None
-        self._postgres_after = self.backends.cpu()
+        self._postgres_after = self._postgres_cpu()
         self._client_after = _children_cpu()
 
     def per_request(self, requests: int) -> CpuPerRequest | None:
@@ -170,9 +136,10 @@ class CpuMeter:
             return None
         service = (self._service_after - self._service) / requests \
             if self._service is not None and self._service_after is not None else None
-        postgres = new = None
+        postgres = new = closed = None
         if self._postgres is not None and self._postgres_after is not None:
             postgres = sum(cpu - self._postgres.get(pid, 0.0) for pid, cpu in self._postgres_after.items()) / requests
             new = len(self._postgres_after.keys() - self._postgres.keys())
+            closed = len(self._postgres.keys() - self._postgres_after.keys())
         proxy = (self._proxy_after - self._proxy) / requests if self._proxy is not None and self._proxy_after is not None else None
-        return CpuPerRequest(service, postgres, (self._client_after - self._client) / requests, new, proxy)
+        return CpuPerRequest(service, postgres, (self._client_after - self._client) / requests, new, proxy, closed)

@@ -12,7 +12,7 @@ from app.settings import Settings
 from db.wire_proxy import ProxyProcess
 from loadtests.ab import run_ab
 from loadtests.server import ServiceProcess
-from loadtests.work import CpuMeter, PostgresBackends, count_work
+from loadtests.work import CpuMeter, count_work, open_server_stats
 
 pytestmark = pytest.mark.postgres
 
@@ -45,11 +45,11 @@ def test_count_work_says_none_for_a_failing_route(counted_service) -> None:  # t
 
 @pytest.mark.skipif(shutil.which("ab") is None, reason="ApacheBench (ab) not installed")
 def test_cpu_meter_reads_the_service_its_backends_and_ab(live_server: ServiceProcess, settings: Settings) -> None:
-    with PostgresBackends(settings.database_url) as backends:
-        assert backends.available
-        with CpuMeter(live_server.pid, backends) as meter:
-            result = run_ab(f"{live_server.url}/bench/report/async/asyncpg", 200, 4)
-        cpu = meter.per_request(result.successful)
+    stats = open_server_stats(settings.database_url)
+    assert stats is not None
+    with stats, CpuMeter(live_server.pid, stats) as meter:
+        result = run_ab(f"{live_server.url}/bench/report/async/asyncpg", 200, 4)
+    cpu = meter.per_request(result.successful)
     assert cpu is not None and result.successful == 200
     assert cpu.service_s is not None and cpu.service_s > 0
     assert cpu.postgres_s is not None and cpu.postgres_s > 0, "the report query costs Postgres CPU"
@@ -58,8 +58,12 @@ def test_cpu_meter_reads_the_service_its_backends_and_ab(live_server: ServicePro
 
 
 def test_no_database_means_no_backend_cpu() -> None:
-    backends = PostgresBackends(None)
-    assert not backends.available and backends.cpu() is None
+    assert open_server_stats(None) is None
+    meter = CpuMeter(None, None)
+    with meter:
+        pass
+    found = meter.per_request(10)
+    assert found is not None and found.postgres_s is None and found.service_s is None
 
 
 def test_a_targets_pid_is_used_only_when_it_is_an_iobench_service(live_server: ServiceProcess) -> None:

@@ -22,7 +22,10 @@ async def schema_revisions(url: str, timeout: float) -> set[str] | None:
     """The Alembic revisions the database at ``url`` is at (empty: never migrated), or None if
     it cannot be asked now (the routes then answer 503 until it is back)."""
     try:
-        connection = await asyncpg.connect(url, timeout=timeout)
+        # No statement cache: the two queries run once each, as the unnamed statement, so the check
+        # also passes through PgBouncer's transaction pooling, whose server connections may hold
+        # other clients' __asyncpg_stmt_N__ ("prepared statement ... already exists").
+        connection = await asyncpg.connect(url, timeout=timeout, statement_cache_size=0)
     except asyncpg.InvalidCatalogNameError:
         return set()
     except Exception:  # noqa: BLE001 - unreachable, refused, bad password...: not this check's to judge

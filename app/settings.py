@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     acquire_timeout: float = Field(10.0, gt=0, description="Seconds a request waits for a pooled connection.")
     connect_timeout: int = Field(5, ge=2, description="Seconds to open a connection (libpq's minimum is 2).")
     statement_timeout_ms: int = Field(15_000, ge=100, description="Server-side bound on any one query.")
+    prepared_statements: bool = Field(
+        True, description="false: no driver prepares statements on the server, as PgBouncer's transaction pooling needs (before 1.21)."
+    )
 
     default_wait_seconds: float = Field(0.1, ge=0, description="S when a request gives no ?seconds= (the article used 3).")
     max_wait_seconds: float = Field(10.0, gt=0, description="Upper bound accepted for ?seconds=.")
@@ -70,6 +73,7 @@ class Settings(BaseSettings):
             acquire_timeout=self.acquire_timeout,
             connect_timeout=self.connect_timeout,
             statement_timeout_ms=self.statement_timeout_ms,
+            prepared_statements=self.prepared_statements,
         )
 
     def seed_shape(self) -> SeedShape:

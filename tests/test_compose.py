@@ -39,9 +39,11 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENTRYPOINT = ROOT / "docker" / "loadtest-entrypoint.sh"
 PGBOUNCER_ENTRYPOINT = ROOT / "docker" / "pgbouncer-entrypoint.sh"
+PGBOUNCER_OVERRIDE = ROOT / "docker-compose.pgbouncer.yml"
 
 #: Variables that configure compose itself (interpolation), not the app.
-COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "POSTGRES_MAX_CONNECTIONS", "PGBOUNCER_POOL_SIZE", "PGBOUNCER_MAX_CLIENT_CONN"}
+COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "POSTGRES_MAX_CONNECTIONS", "PGBOUNCER_POOL_SIZE", "PGBOUNCER_MAX_CLIENT_CONN",
+                          "PGBOUNCER_QUERY_WAIT_TIMEOUT"}
 #: Connections Postgres must have beyond the pools: superuser_reserved_connections (3),
 #: the migration/seed connections of `serve`, and a psql session or two.
 CONNECTION_HEADROOM = 10
@@ -777,6 +779,25 @@ def test_pgbouncer_takes_every_app_connection_and_fits_the_app_budget(variables:
     assert int(env["PGBOUNCER_MAX_CLIENT_CONN"]) >= total_pool_connections(app)
     assert int(env["PGBOUNCER_POOL_SIZE"]) <= total_pool_connections(app)
     assert env["PGBOUNCER_STATEMENT_TIMEOUT_MS"] == str(app.statement_timeout_ms)
+    assert float(env["PGBOUNCER_QUERY_WAIT_TIMEOUT"]) <= app.acquire_timeout, "a request waits no longer for PgBouncer than for its pool"
+
+
+def test_the_pgbouncer_override_puts_pgbouncer_between_the_app_and_postgres(clean_env: pytest.MonkeyPatch) -> None:
+    for variables in ({}, {"POSTGRES_PASSWORD": "s3cret"}):
+        done = run_compose("-f", str(PGBOUNCER_OVERRIDE), "config", "--format", "json", variables=variables)
+        assert done.returncode == 0, done.stderr
+        services = json.loads(done.stdout)["services"]
+        app_env = {key: str(value) for key, value in services["app"]["environment"].items()}
+        url = urlsplit(app_env["DATABASE_URL"])
+        listen_port = re.search(r"PGBOUNCER_LISTEN_PORT:-(\d+)", PGBOUNCER_ENTRYPOINT.read_text())
+        assert listen_port and (url.hostname, url.port) == ("pgbouncer", int(listen_port[1]))
+        assert url.password == environment(service("postgres", variables))["POSTGRES_PASSWORD"]
+        assert url.path == urlsplit(environment(service("app", variables))["DATABASE_URL"]).path
+        assert settings_from(app_env, clean_env).prepared_statements is False
+        assert services["app"]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+        assert services["app"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        # Nothing else changes: the harness's own service still goes straight to postgres.
+        assert services["loadtest"] == compose(variables)["services"]["loadtest"]
 
 
 def _pgbouncer_binary() -> str:
@@ -794,13 +815,15 @@ def test_the_pgbouncer_entrypoint_config_runs_on_the_real_pgbouncer(empty_databa
     startup statement timeout and sets its own."""
     import psycopg
     import psycopg.conninfo
+    from sqlalchemy.engine import make_url
 
+    from app.prepare import prepare
     from db.pgbouncer.process import ROOT_RUNS_AS, free_port
 
     binary = _pgbouncer_binary()
     database_url = empty_database_factory()
     server = psycopg.conninfo.conninfo_to_dict(database_url)
-    password = "it's a \"secret\""
+    password = "it's\"secret\""
     folder = Path(tempfile.mkdtemp(prefix="iobench-pgbouncer-compose-"))
     port = free_port()
     env = {
@@ -819,7 +842,7 @@ def test_the_pgbouncer_entrypoint_config_runs_on_the_real_pgbouncer(empty_databa
     with open(log, "wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        url = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=port, password=password)
+        url = make_url(database_url).set(host="127.0.0.1", port=port, password=password).render_as_string(hide_password=False)
         deadline = time.monotonic() + 10
         while f"listening on 127.0.0.1:{port}" not in log.read_text():
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -832,8 +855,19 @@ def test_the_pgbouncer_entrypoint_config_runs_on_the_real_pgbouncer(empty_databa
         admin = psycopg.conninfo.make_conninfo(url, dbname="pgbouncer")
         with psycopg.connect(admin, autocommit=True) as connection:
             modes = {row[0]: row[-1] for row in connection.execute("SHOW POOLS").fetchall()}
+            settings = {row[0]: row[1] for row in connection.execute("SHOW CONFIG").fetchall()}
         assert modes[server["dbname"]] == "transaction"
+        assert (settings["query_wait_timeout"], settings["server_login_retry"]) == ("10", "1")
         assert (folder / "config" / "userlist.txt").stat().st_mode & 0o077 == 0, "the password file is private"
+        # `serve` prepares its database through it (docker-compose.pgbouncer.yml): create, migrate, seed.
+        fresh = make_url(url).set(database=f"{server['dbname']}_via_pgbouncer").render_as_string(hide_password=False)
+        try:
+            prepare(fresh, Settings(database_url=fresh, data_dir=folder / "data", seed_rows=200, customers=10, categories=3))
+            with psycopg.connect(fresh, autocommit=True) as connection:
+                assert connection.execute("SELECT count(*) FROM items").fetchone() == (200,)
+        finally:
+            with psycopg.connect(database_url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{server["dbname"]}_via_pgbouncer" WITH (FORCE)')
     finally:
         process.terminate()
         process.wait(10)

@@ -15,7 +15,8 @@ Adding a driver:
 1. ``db/drivers/NAME.py``: a class taking a ``ConnectionConfig``, running the SQL of
    ``db/queries.py``, with every connection error, pool timeout and statement timeout raised
    through ``base.unavailable()``, and connections the server closed dropped at checkout
-   (``base.peer_hung_up``). Copy the nearest existing module.
+   (``base.peer_hung_up``), and ``config.prepared_statements`` honoured (its setting named in
+   the class's ``pgbouncer_setting``). Copy the nearest existing module.
 2. One entry in ``DRIVERS`` (``app/catalogue.py``): its name, kind, workloads,
    ``factory="db.drivers.NAME:Class"``, ``distributions`` and ``pooled=True``; a sync driver
    names its ``async_twin`` if it has one.

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from db import queries
-from db.drivers.base import ConnectionConfig, unavailable
+from db.drivers.base import ConnectionConfig, lost_prepared_statement, unavailable
 
 # TooManyConnectionsError (53300, also a database's CONNECTION LIMIT) is "insufficient resources", not a
 # PostgresConnectionError, but the server is as unable to serve as when it refuses the connection.
@@ -32,6 +32,10 @@ class AsyncpgDatabase:
     """Awaitable queries over an asyncpg pool."""
 
     kind = "async"
+    #: What ``prepared_statements=False`` sets: no statement cache, so every query runs as the
+    #: unnamed statement (asyncpg >= 0.31); the FAQ's answer for PgBouncer
+    #: (https://magicstack.github.io/asyncpg/current/faq.html).
+    pgbouncer_setting = "statement_cache_size=0"
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -51,6 +55,7 @@ class AsyncpgDatabase:
             max_size=self.config.pool.max,
             timeout=self.config.connect_timeout,
             reset=None if self.config.driver_defaults else _keep_session,
+            **({} if self.config.prepared_statements else {"statement_cache_size": 0}),
             server_settings={
                 "statement_timeout": str(self.config.statement_timeout_ms),
                 "application_name": self.config.application_name,
@@ -77,7 +82,11 @@ class AsyncpgDatabase:
         except TimeoutError as exc:
             raise unavailable(self.config, exc, "pool_timeout") from exc
         except (*_CONNECTION_ERRORS, asyncpg.QueryCanceledError) as exc:
-            raise unavailable(self.config, exc) from exc
+            raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
+        except asyncpg.PostgresError as exc:
+            if not lost_prepared_statement(self.config, exc):
+                raise
+            raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
 
     async def server_facts(self) -> dict[str, Any]:
         """What the report needs to know about the server: version and connection limit."""

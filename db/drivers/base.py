@@ -11,6 +11,17 @@ from typing import Any, Protocol, TypeGuard
 from db.errors import DatabaseUnavailable, Reason
 
 QUERY_CANCELED = "57014"  # SQLSTATE raised when statement_timeout fires
+#: SQLSTATEs of a server-side prepared statement that is not there, or not the one the driver
+#: made: 26000 "prepared statement ... does not exist", 42P05 "... already exists". Behind
+#: PgBouncer in transaction pooling (before 1.21) each transaction may run on another server
+#: connection, which has other statements under the same names (or none).
+LOST_PREPARED_STATEMENT = frozenset({"26000", "42P05"})
+#: And what a statement of another client run under this client's name gives when the parameters
+#: do not fit: 22P03 "incorrect binary data format in bind parameter", and these messages of 08P01
+#: (a code PgBouncer also gives its own errors, such as "query_wait_timeout"). Counted as lost
+#: statements only while the driver prepares statements on the server.
+MISMATCHED_PREPARED_STATEMENT = "22P03"
+MISMATCHED_BIND_MESSAGES = ("insufficient data left in message", "bind message supplies")
 #: SQLSTATEs of a server that cannot take the connection now: class 08 (connection exception),
 #: class 53 (insufficient resources: 53300 "too many clients", also a database's CONNECTION LIMIT)
 #: and 57P03 (cannot connect now: starting up or shutting down). Each is a 503, never a 500.
@@ -53,6 +64,13 @@ class ConnectionConfig:
     connect_timeout: int
     statement_timeout_ms: int
     driver_defaults: bool = False
+    prepared_statements: bool = True
+    """False: the driver prepares no named statement on the server, as PgBouncer in transaction
+    pooling before 1.21 needs (each transaction may run on another server connection). Each
+    driver class says what it sets in its ``pgbouncer_setting``, from its own documentation:
+    asyncpg ``statement_cache_size=0``, psycopg 3 ``prepare_threshold=None``, SQLAlchemy's
+    asyncpg dialect ``connect_args={"statement_cache_size": 0}``; psycopg2 (alone or under
+    SQLAlchemy) binds parameters on the client and never prepares, so it has none."""
 
     @property
     def application_name(self) -> str:
@@ -102,8 +120,13 @@ class SyncDatabase(DriverInstance, Protocol):
     - A request the database cannot serve raises ``DatabaseUnavailable``, built by
       ``unavailable()``: ``database_unavailable`` when a connection is refused, lost or times
       out (``connect_timeout``), ``pool_timeout`` when no pooled connection frees up within
-      ``acquire_timeout``, ``statement_timeout`` when the server cancels a query. The service
-      answers it as a JSON 503 at once. Any other exception is a bug (a 500).
+      ``acquire_timeout``, ``statement_timeout`` when the server cancels a query,
+      ``prepared_statement`` when a statement it prepared on the server is gone (behind
+      PgBouncer: ``lost_prepared_statement``). The service answers it as a JSON 503 at once.
+      Any other exception is a bug (a 500).
+    - ``config.prepared_statements=False`` makes it prepare no named statement on the server;
+      its class names the driver setting that does it in ``pgbouncer_setting`` (None if it
+      never prepares).
     - ``start`` succeeds with the database down: the service starts and answers 503 until the
       database is back, then 200 again from the same process, without a restart.
     - A pooled connection the server has closed is never handed to a request: the pool checks
@@ -168,11 +191,33 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
-def unavailable(config: ConnectionConfig, exc: BaseException, reason: Reason | None = None) -> DatabaseUnavailable:
-    """Wrap a driver error as the 503 the service answers with."""
-    if reason is None:
-        reason = "statement_timeout" if sqlstate(exc) == QUERY_CANCELED else "database_unavailable"
+def lost_prepared_statement(config: ConnectionConfig, exc: BaseException) -> bool:
+    """True if ``exc`` says a server-side prepared statement was missing or not the driver's own."""
+    code = sqlstate(exc)
+    if code in LOST_PREPARED_STATEMENT:
+        return True
+    mismatched = code == MISMATCHED_PREPARED_STATEMENT or (code == "08P01" and any(text in str(exc) for text in MISMATCHED_BIND_MESSAGES))
+    return config.prepared_statements and mismatched
+
+
+def unavailable(config: ConnectionConfig, exc: BaseException, reason: Reason | None = None,
+                pgbouncer_setting: str | None = None) -> DatabaseUnavailable:
+    """Wrap a driver error as the 503 the service answers with.
+
+    A lost prepared statement is ``prepared_statement``, and its detail names the cause and the
+    fix (``pgbouncer_setting``: the driver's own setting for it).
+    """
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if reason is None:
+        if lost_prepared_statement(config, exc):
+            reason = "prepared_statement"
+            fix = f" ({pgbouncer_setting})" if pgbouncer_setting else ""
+            detail = (f"{detail}: the server lost a statement this driver prepared, as PgBouncer in transaction pooling "
+                      f"(before 1.21) does; run with IOBENCH_PREPARED_STATEMENTS=false{fix}")
+        elif sqlstate(exc) == QUERY_CANCELED:
+            reason = "statement_timeout"
+        else:
+            reason = "database_unavailable"
     return DatabaseUnavailable(config.driver, reason, detail)
 
 

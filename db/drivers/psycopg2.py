@@ -55,6 +55,10 @@ class Psycopg2Database:
     """Blocking psycopg2 calls over a QueuePool (of autocommit connections, unless driver defaults)."""
 
     kind = "sync"
+    #: None: psycopg2 binds parameters on the client and never prepares a statement on the
+    #: server, so PgBouncer's transaction pooling needs no setting
+    #: (https://www.psycopg.org/psycopg3/docs/basic/from_pg2.html#server-side-binding).
+    pgbouncer_setting = None
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config

@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from db import queries
-from db.drivers.base import ConnectionConfig, peer_hung_up, unavailable
+from db.drivers.base import ConnectionConfig, lost_prepared_statement, peer_hung_up, unavailable
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 #: How long a request still waits on the pool once its last connection attempt failed: long
@@ -139,6 +139,7 @@ def _pool_kwargs(config: ConnectionConfig, last_connect: _LastConnect, base: typ
             "connect_timeout": config.connect_timeout,
             "options": config.libpq_options,
             "application_name": config.application_name,
+            **({} if config.prepared_statements else {"prepare_threshold": None}),
         },
     }
 
@@ -155,6 +156,10 @@ class Psycopg3Database:
     """Blocking psycopg 3 calls over ``psycopg_pool.ConnectionPool``."""
 
     kind = "sync"
+    #: What ``prepared_statements=False`` sets: psycopg prepares no statement on the server (by
+    #: default it does from a query's 6th run on a connection); the docs' advice for PgBouncer before
+    #: 1.22 (https://www.psycopg.org/psycopg3/docs/advanced/prepare.html#using-prepared-statements-with-pgbouncer).
+    pgbouncer_setting = "prepare_threshold=None"
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -191,7 +196,11 @@ class Psycopg3Database:
         except PoolTimeout as exc:
             raise self._last_connect.timeout_error(self.config, exc) from exc
         except _CONNECTION_ERRORS as exc:
-            raise unavailable(self.config, exc) from exc
+            raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
+        except psycopg.Error as exc:
+            if not lost_prepared_statement(self.config, exc):
+                raise
+            raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
 
     def pg_sleep(self, seconds: float) -> float:
         with self._connection() as connection:
@@ -217,6 +226,10 @@ class AsyncPsycopg3Database:
     """Awaitable psycopg 3 calls over ``psycopg_pool.AsyncConnectionPool``."""
 
     kind = "async"
+    #: What ``prepared_statements=False`` sets: psycopg prepares no statement on the server (by
+    #: default it does from a query's 6th run on a connection); the docs' advice for PgBouncer before
+    #: 1.22 (https://www.psycopg.org/psycopg3/docs/advanced/prepare.html#using-prepared-statements-with-pgbouncer).
+    pgbouncer_setting = "prepare_threshold=None"
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -252,7 +265,11 @@ class AsyncPsycopg3Database:
         except PoolTimeout as exc:
             raise self._last_connect.timeout_error(self.config, exc) from exc
         except _CONNECTION_ERRORS as exc:
-            raise unavailable(self.config, exc) from exc
+            raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
+        except psycopg.Error as exc:
+            if not lost_prepared_statement(self.config, exc):
+                raise
+            raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
 
     async def pg_sleep(self, seconds: float) -> float:
         async with self._connection() as connection:

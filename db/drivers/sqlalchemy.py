@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from db import queries
-from db.drivers.base import QUERY_CANCELED, ConnectionConfig, open_connections, refused_by_server, sqlstate, unavailable
+from db.drivers.base import QUERY_CANCELED, ConnectionConfig, lost_prepared_statement, open_connections, refused_by_server, sqlstate, unavailable
 from db.drivers.psycopg2 import QUEUEPOOL_MIN_POLICY, drop_closed_on_checkout
 from db.url import with_driver
 
@@ -86,6 +86,8 @@ class SqlalchemyDatabase:
     """Blocking SQLAlchemy Core calls on a psycopg2 engine."""
 
     kind = "sync"
+    #: None: psycopg2 underneath never prepares on the server (see Psycopg2Database).
+    pgbouncer_setting = None
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -150,6 +152,12 @@ class AsyncSqlalchemyDatabase:
     """Awaitable SQLAlchemy Core calls on an asyncpg engine."""
 
     kind = "async"
+    #: What ``prepared_statements=False`` sets: asyncpg's own statement cache off, so the dialect's
+    #: ``prepare()`` gets the unnamed statement (asyncpg >= 0.31). The dialect's docs describe
+    #: another route for PgBouncer, unique statement names (``prepared_statement_name_func``) with
+    #: NullPool (https://docs.sqlalchemy.org/en/20/dialects/postgresql.html#prepared-statement-name-with-pgbouncer);
+    #: this one keeps the pool and was checked on the wire (shared/notes/driver-configs.md, section 2).
+    pgbouncer_setting = 'connect_args={"statement_cache_size": 0}'
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -161,6 +169,7 @@ class AsyncSqlalchemyDatabase:
             with_driver(self.config.url, "postgresql+asyncpg"),
             connect_args={
                 "timeout": self.config.connect_timeout,
+                **({} if self.config.prepared_statements else {"statement_cache_size": 0}),
                 "server_settings": {
                     "statement_timeout": str(self.config.statement_timeout_ms),
                     "application_name": self.config.application_name,
@@ -200,9 +209,9 @@ class AsyncSqlalchemyDatabase:
         except sqlalchemy.exc.TimeoutError as exc:
             raise unavailable(self.config, exc, "pool_timeout") from exc
         except (sqlalchemy.exc.DBAPIError, OSError) as exc:
-            if not _is_unavailable(exc):
+            if not (_is_unavailable(exc) or lost_prepared_statement(self.config, exc)):
                 raise
-            raise unavailable(self.config, exc) from exc
+            raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
 
     async def pg_sleep(self, seconds: float) -> float:
         async with self._errors(), self._engine.connect() as connection:

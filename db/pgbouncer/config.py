@@ -77,6 +77,11 @@ class PgBouncerConfig:
     ``pool_size`` is ``default_pool_size``: server connections per user and database, here the
     most PgBouncer opens to Postgres. ``max_client_conn`` bounds the clients (the service's pools),
     ``statement_timeout_ms`` is set on every server connection it opens.
+
+    ``query_wait_timeout`` (s) bounds how long a client's query waits for a server connection
+    before PgBouncer drops the client with "query_wait_timeout" (PgBouncer's default, 120 s, is
+    how long a request would hang on a database that went away); ``connect_timeout`` (s) bounds
+    its connection attempts to Postgres (``server_connect_timeout``, default 15).
     """
 
     upstream: Upstream
@@ -87,6 +92,8 @@ class PgBouncerConfig:
     max_client_conn: int = 1000
     statement_timeout_ms: int | None = None
     server_round_robin: bool = False
+    query_wait_timeout: float = 10.0
+    connect_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -97,6 +104,8 @@ class PgBouncerConfig:
             raise ValueError(f"max_client_conn must be >= 1, got {self.max_client_conn}")
         if self.statement_timeout_ms is not None and self.statement_timeout_ms < 0:
             raise ValueError(f"statement_timeout_ms must be >= 0, got {self.statement_timeout_ms}")
+        if not self.query_wait_timeout > 0 or not self.connect_timeout > 0:
+            raise ValueError("query_wait_timeout and connect_timeout must be > 0 s")
 
     @property
     def database(self) -> str:
@@ -132,6 +141,11 @@ class PgBouncerConfig:
             # SHOW POOLS / SHOW STATS on the admin console (database "pgbouncer"), read-only.
             "stats_users": self.upstream.user,
             "server_round_robin": "1" if self.server_round_robin else "0",
+            "query_wait_timeout": f"{self.query_wait_timeout:g}",
+            "server_connect_timeout": f"{self.connect_timeout:g}",
+            # After a failed login PgBouncer refuses new clients ("server login has been failing")
+            # for this long: 1 s, not 15, so a database that is back, or was just created, serves at once.
+            "server_login_retry": "1",
             # Its log goes to stderr (no logfile, no pidfile: it runs in the foreground).
             "log_connections": "0",
             "log_disconnections": "0",

@@ -109,13 +109,14 @@ class PgBouncerProcess:
     startup, is a parameter PgBouncer 1.18 cannot pass on). ``log_path`` receives its log
     (default: a file in its temporary folder, removed at stop). ``server_round_robin`` hands
     server connections out in turn rather than last-used first, so consecutive transactions of
-    one client land on different server connections.
+    one client land on different server connections. ``query_wait_timeout`` and
+    ``connect_timeout`` (s): see ``PgBouncerConfig``.
     """
 
     def __init__(self, database_url: str, *, pool_size: int = 20, max_client_conn: int = 1000,
                  pool_mode: PoolMode = "transaction", statement_timeout_ms: int | None = None,
-                 server_round_robin: bool = False, port: int = 0, log_path: Path | None = None,
-                 ready_timeout: float = 10.0) -> None:
+                 server_round_robin: bool = False, query_wait_timeout: float = 10.0, connect_timeout: float = 5.0,
+                 port: int = 0, log_path: Path | None = None, ready_timeout: float = 10.0) -> None:
         self.database_url = database_url
         self.upstream = Upstream.from_url(database_url)
         self.pool_size = pool_size
@@ -123,6 +124,8 @@ class PgBouncerProcess:
         self.pool_mode: PoolMode = pool_mode
         self.statement_timeout_ms = statement_timeout_ms
         self.server_round_robin = server_round_robin
+        self.query_wait_timeout = query_wait_timeout
+        self.connect_timeout = connect_timeout
         self.requested_port = port
         self.log_path = log_path
         self.ready_timeout = ready_timeout
@@ -163,6 +166,7 @@ class PgBouncerProcess:
             upstream=self.upstream, port=port, auth_file=str(folder / "userlist.txt"), pool_mode=self.pool_mode,
             pool_size=self.pool_size, max_client_conn=self.max_client_conn,
             statement_timeout_ms=self.statement_timeout_ms, server_round_robin=self.server_round_robin,
+            query_wait_timeout=self.query_wait_timeout, connect_timeout=self.connect_timeout,
         )
 
     def _start_on(self, port: int) -> None:

@@ -198,17 +198,24 @@ def test_it_stops_with_its_parent(database_url: str) -> None:
         "import time\n"
         "from db.pgbouncer import PgBouncerProcess\n"
         f"bouncer = PgBouncerProcess({database_url!r}).start()\n"
-        "print(bouncer.pid, flush=True)\n"
+        "print(bouncer.pid, bouncer.config.auth_file, flush=True)\n"
         "time.sleep(60)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     try:
         assert parent.stdout is not None
-        child = psutil.Process(int(parent.stdout.readline()))
+        pid, auth_file = parent.stdout.readline().split()
+        child = psutil.Process(int(pid))
         assert child.name() == "pgbouncer"
+        folder = Path(auth_file.decode()).parent
+        assert folder.is_dir()
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         child.wait(5)  # raises psutil.TimeoutExpired if it lingers
+        deadline = time.monotonic() + 5
+        while folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not folder.exists(), "the generated config (with the password) outlived PgBouncer"
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -5,7 +5,9 @@ PgBouncer cannot watch the process that started it, and the kernel's parent-deat
 So this small supervisor runs it as a child: it prints one JSON line to stdout, ``{"pid": N}``
 (PgBouncer's pid), and stops PgBouncer (SIGTERM: it closes every link at once) when PID is gone,
 checked twice a second, or when it gets SIGTERM or SIGINT itself. It exits with PgBouncer's
-status. PgBouncer's output goes where this process's stderr goes (its log).
+status. PgBouncer's output goes where this process's stderr goes (its log). ``--orphan-cleanup
+DIR`` removes DIR (the generated config) once PgBouncer is stopped because PID is gone: nobody
+else is left to.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +28,7 @@ PARENT_CHECK_INTERVAL = 0.5
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m db.pgbouncer", description=__doc__.splitlines()[0])
     parser.add_argument("--parent-pid", type=int, required=True, help="stop PgBouncer when this process is gone")
+    parser.add_argument("--orphan-cleanup", default=None, help="a folder to remove once PgBouncer is stopped because the parent is gone")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the pgbouncer command line")
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -34,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def supervise(command: list[str], parent_pid: int) -> int:
+def supervise(command: list[str], parent_pid: int, orphan_cleanup: str | None = None) -> int:
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
     print(json.dumps({"pid": child.pid}), flush=True)
 
@@ -44,17 +48,23 @@ def supervise(command: list[str], parent_pid: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    orphaned = False
     while True:
         try:
-            return child.wait(PARENT_CHECK_INTERVAL)
+            code = child.wait(PARENT_CHECK_INTERVAL)
+            break
         except subprocess.TimeoutExpired:
             if os.getppid() != parent_pid:  # reparented: whoever started us is gone
+                orphaned = True
                 forward(signal.SIGTERM, None)
+    if orphaned and orphan_cleanup:
+        shutil.rmtree(orphan_cleanup, ignore_errors=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    code = supervise(args.command, args.parent_pid)
+    code = supervise(args.command, args.parent_pid, args.orphan_cleanup)
     # A child killed by a signal reports -N; exit 128 + N like a shell.
     sys.exit(code if code >= 0 else 128 - code)
 

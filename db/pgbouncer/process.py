@@ -192,7 +192,8 @@ class PgBouncerProcess:
             # Its own session: a Ctrl-C meant for the harness does not cut the service's database
             # from under it, and stop() signals PgBouncer and its supervisor together.
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "db.pgbouncer", "--parent-pid", str(os.getpid()), "--", *command],
+                [sys.executable, "-m", "db.pgbouncer", "--parent-pid", str(os.getpid()), "--orphan-cleanup", str(self._folder),
+                 "--", *command],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
             )
         finally:

@@ -28,6 +28,9 @@ class Planned(Protocol):
     @property
     def case(self) -> object: ...
 
+    @property
+    def via(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -63,24 +66,28 @@ class Budget:
                 "fits": self.fits}
 
 
-def peak(settings: Settings, groups: Iterable[tuple[str, set[str]]]) -> tuple[int, str]:
-    """The most connections one started service opens: (count, the group that needs it)."""
+def peak(settings: Settings, groups: Iterable[tuple[str, set[str], bool]], pgbouncer_pool_size: int = 0) -> tuple[int, str]:
+    """The most server connections one started service opens: (count, the group that needs it).
+
+    Through PgBouncer, the service's pools are PgBouncer's clients: the server sees its pool alone."""
     pooled = [driver.name for driver in DRIVERS if driver.pooled]
     worst, name = 0, "no database case"
-    for group, growing in groups:
+    for group, growing, via_pgbouncer in groups:
         per_worker = sum(settings.pool_size(d).max if d in growing else settings.pool_size(d).min for d in pooled)
-        if per_worker > worst:
-            worst, name = per_worker, group
-    return worst * settings.workers + HARNESS_CONNECTIONS, name
+        needed = pgbouncer_pool_size if via_pgbouncer else per_worker * settings.workers
+        if needed > worst:
+            worst, name = needed, group
+    return worst + HARNESS_CONNECTIONS, name
 
 
-def connection_budget(settings: Settings, jobs: Iterable[Planned]) -> Budget:
+def connection_budget(settings: Settings, jobs: Iterable[Planned], pgbouncer_pool_size: int = 0) -> Budget:
     """The run's peak against what the server at ``settings.database_url`` allows right now."""
-    groups: dict[str, set[str]] = {}
+    groups: dict[str, tuple[set[str], bool]] = {}
     for job in jobs:
         scenario = job.case.scenario  # type: ignore[attr-defined]  # runner.Job's Case
-        groups.setdefault(job.group, set()).update(d.name for d in scenario.drivers if d.pooled)
-    needed, worst = peak(settings, groups.items())
+        growing, _ = groups.setdefault(job.group, (set(), job.via == "pgbouncer"))
+        growing.update(d.name for d in scenario.drivers if d.pooled)
+    needed, worst = peak(settings, [(group, growing, via) for group, (growing, via) in groups.items()], pgbouncer_pool_size)
     limits = _server_limits(settings.database_url)
     return Budget(needed, worst, settings.workers, *limits)
 

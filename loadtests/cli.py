@@ -94,6 +94,34 @@ def _rtt(option: str, text: str) -> float:
         raise fail(f"{option} takes milliseconds from 0 to {MAX_RTT_MS:g}, got {text!r}") from None
 
 
+def _find_pgbouncer() -> None:
+    from db.pgbouncer import PgBouncerMissingError, find_pgbouncer
+
+    try:
+        find_pgbouncer()
+    except PgBouncerMissingError as exc:
+        raise PgBouncerMissing(str(exc)) from None
+
+
+class PgBouncerMissing(HarnessError):
+    """--pgbouncer without a pgbouncer to run: its install hint, before anything starts."""
+
+
+def _measure_compatibility(database_url: str) -> dict[str, object]:
+    """Which drivers work through PgBouncer out of the box, and with their setting (``db.pgbouncer.compatibility``)."""
+    from app.catalogue import DRIVERS
+    from app.registry import resolve
+    from db.pgbouncer.compatibility import measure_compatibility
+
+    console.print("PgBouncer: measuring each driver's compatibility (transaction pooling) ...")
+    table = measure_compatibility(database_url, {d.name: resolve(d.factory) for d in DRIVERS if d.pooled},
+                                  driver_defaults={d.name for d in DRIVERS if d.defaults_of})
+    failing = [entry.driver for entry in table.drivers if not entry.works_out_of_the_box]
+    console.print("PgBouncer: out of the box, " + (f"{', '.join(failing)} fail" if failing else "every driver works")
+                  + "; each run through it uses the driver's PgBouncer setting")
+    return table.to_dict()
+
+
 def _measure_rtts(database_url: str, levels: list[float]) -> dict[str, float]:
     """What the wire proxy really adds at each asked RTT (median SELECT 1 through it minus direct), printed and kept."""
     from db.wire_proxy import ProxyProcess
@@ -249,6 +277,13 @@ def main_command(
         typer.Option(help="Connection pool size of every driver of the started service. Default: the profile's. "
                      "The findings keep the profile's thresholds, so a server shaped otherwise is judged against it."),
     ] = None,
+    pgbouncer: Annotated[
+        bool,
+        typer.Option("--pgbouncer",
+                     help="Also measure every Postgres case through PgBouncer (transaction pooling, Debian's pgbouncer), "
+                     "each driver at its documented PgBouncer setting, and first measure which drivers work through it "
+                     "out of the box."),
+    ] = False,
     workers: Annotated[Optional[int], typer.Option(help="uvicorn worker processes of the started service. Default: the profile's.")] = None,
     db_rtt: Annotated[
         Optional[str],
@@ -282,8 +317,9 @@ def main_command(
             raise fail(f"{name} must be >= 1, got {value}")
     base_rtt = _rtt("--db-rtt", db_rtt) if db_rtt is not None else None
     levels_rtt = tuple(dict.fromkeys(_rtt("--rtt-levels", part) for part in rtt_levels.split(","))) if rtt_levels else ()
-    if (base_rtt or levels_rtt) and target:
-        raise fail("--db-rtt and --rtt-levels need a service started here (the proxy sits in front of its database), not --target")
+    if (base_rtt or levels_rtt or pgbouncer) and target:
+        raise fail("--db-rtt, --rtt-levels and --pgbouncer need a service started here (they sit in front of its database), "
+                   "not --target")
     if seconds is not None and not 0 <= seconds <= 60:
         raise fail(f"--seconds must be between 0 and 60, got {seconds}")
     if compare is not None:
@@ -315,6 +351,11 @@ def main_command(
              for level in levels_rtt if level != profile.db_rtt_ms for job in rtt_jobs]
     if levels_rtt and not rtt_jobs:
         raise fail("--rtt-levels measures lookup, report and write on " + ", ".join(RTT_DRIVERS) + "; none is selected")
+    if pgbouncer:
+        pooled = [job for job in jobs if not job.for_finding and job.case.scenario.driver.pooled]
+        if not pooled:
+            raise fail("--pgbouncer measures the Postgres cases; none is selected")
+        jobs += [dataclasses.replace(job, via="pgbouncer", variant=True) for job in pooled]
     if sweep:
         sweep_ids = set(chosen or profile.sweep_ids)
         for swept in (s for s in selected if s.id in sweep_ids):
@@ -325,6 +366,8 @@ def main_command(
 
     try:
         ab_path = find_ab()
+        if pgbouncer:
+            _find_pgbouncer()
     except HarnessError as exc:
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
@@ -336,7 +379,7 @@ def main_command(
 
         database = locate(settings)
         settings = settings.model_copy(update={"database_url": database.url})
-        budget = connection_budget(settings, jobs)
+        budget = connection_budget(settings, jobs, profile.pgbouncer_pool_size)
         if not budget.fits:  # before any folder, server or load: like any other bad setting
             database.close()
             raise fail(budget.describe())
@@ -359,6 +402,8 @@ def main_command(
             folder.write_run(connection_budget=budget.to_dict())
             if rtts := sorted({job.rtt_ms for job in jobs if job.rtt_ms}):
                 folder.write_run(rtt_measured=_measure_rtts(database.url, rtts))
+            if pgbouncer:
+                folder.write_run(pgbouncer=_measure_compatibility(database.url))
         folder.write_run(
             profile=profile.to_dict(), command=sys.argv, status="running", planned=planned,
             started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),

@@ -15,7 +15,7 @@ from loadtests.findings import Verdict, required_failures, required_unsettled
 from loadtests.model import explain, in_band
 from loadtests.results import Record, is_main, successful_rps
 from loadtests.stats import Interval, median, ratio_interval
-from loadtests.summary import CaseSummary, finding_cases, main_cases, rtt_cases, sweep_cases
+from loadtests.summary import CaseSummary, finding_cases, main_cases, rtt_cases, summarise, sweep_cases
 
 #: The article's four cases (S = 3 s, ab -n 200 -c 100, AnyIO's 40 threads): rps as published.
 ARTICLE_RPS = {1: 5.53, 2: 0.17, 3: 11.06, 4: 8.29}
@@ -166,13 +166,46 @@ def _crossing_text(value: float | None, points: list[RttPoint], get: Any) -> str
 RTT_PAIRS = (("asyncpg", "psycopg2"), ("psycopg3-async", "psycopg3-sync"))
 
 
-def _paired_at(records: list[Record], num: str, den: str, rtt: float, value: Any) -> Interval | None:
-    def at(case: str) -> dict[int, float]:
+def _paired_at(records: list[Record], num: str, den: str, rtt: float, value: Any,
+               num_via: str = "direct", den_via: str = "direct") -> Interval | None:
+    """The ratio of two cases at one RTT (and path to Postgres), paired over the rounds both were measured in."""
+    def at(case: str, via: str) -> dict[int, float]:
         return {int(r.get("round", 0)): v for r in records if r["case"] == case and not r.get("sweep")
-                and not r.get("for_finding") and float(r.get("rtt_ms") or 0) == rtt and (v := value(r))}
+                and not r.get("for_finding") and float(r.get("rtt_ms") or 0) == rtt
+                and (r.get("via") or "direct") == via and (v := value(r))}
 
-    a, b = at(num), at(den)
+    a, b = at(num, num_via), at(den, den_via)
     return ratio_interval([(a[k], b[k]) for k in sorted(a.keys() & b.keys())])
+
+
+@dataclass(frozen=True)
+class PgBouncerCase:
+    """One case measured directly and through PgBouncer, in the same rounds."""
+
+    direct: CaseSummary
+    pooled: CaseSummary
+    ratio: Interval | None  # through PgBouncer over direct, paired over the rounds
+
+
+@dataclass(frozen=True)
+class PgBouncerFacts:
+    table: dict[str, Any]  # db.pgbouncer.compatibility.CompatibilityTable.to_dict()
+    cases: list[PgBouncerCase]
+    pool_size: int | None
+
+
+def pgbouncer_facts(run: dict[str, Any], records: list[Record]) -> PgBouncerFacts | None:
+    table = run.get("pgbouncer")
+    through = [r for r in records if r.get("via") == "pgbouncer"]
+    if not table and not through:
+        return None
+    direct = {(c.case, c.rtt_ms): c for c in summarise(r for r in records if not r.get("sweep") and not r.get("for_finding")
+                                                        and (r.get("via") or "direct") == "direct")}
+    cases = [PgBouncerCase(direct[(c.case, c.rtt_ms)], c,
+                           _paired_at(records, c.case, c.case, c.rtt_ms, successful_rps, "pgbouncer", "direct"))
+             for c in summarise(r for r in through if not r.get("sweep")) if (c.case, c.rtt_ms) in direct]
+    sizes = [p.get("pool_size") for r in through if (p := r.get("pgbouncer"))]
+    return PgBouncerFacts(table or {}, cases, sizes[0] if sizes else (table or {}).get("pool_size"))
 
 
 def rtt_series(run: dict[str, Any], records: list[Record]) -> RttSeries | None:
@@ -235,6 +268,7 @@ class Facts:
     driver_workloads: list[str]
     extras: list[CaseRow]
     rtt: RttSeries | None
+    pgbouncer: PgBouncerFacts | None
     sweeps: dict[str, list[CaseRow]]
     plots: list[Plot] = field(default_factory=list)
     plot_error: str | None = None
@@ -349,5 +383,6 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         driver_workloads=driver_workloads,
         extras=[CaseRow(c, explain(c)) for c in finding_cases(records)],
         rtt=rtt_series(run, records),
+        pgbouncer=pgbouncer_facts(run, records),
         sweeps={case: [CaseRow(p, explain(p)) for p in points] for case, points in sorted(sweep_cases(records).items())},
     )

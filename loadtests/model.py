@@ -150,6 +150,8 @@ def cpu_bounds(cpu: CpuPerRequest, shape: ServerShape) -> dict[str, float]:
         rates["ab CPU"] = 1 / cpu.client_s
     if cpu.proxy_s:
         rates["wire proxy CPU"] = 1 / cpu.proxy_s  # one asyncio process: one core
+    if cpu.pgbouncer_s:
+        rates["PgBouncer CPU"] = 1 / cpu.pgbouncer_s  # single-threaded: one core
     if cpu.total_s:
         rates["shared cores"] = shape.cpu_count / cpu.total_s
     return rates

@@ -71,6 +71,8 @@ class Profile:
     workers: int = 1
     #: Round-trip time the wire proxy adds between the service and Postgres for every case (0: direct).
     db_rtt_ms: float = 0.0
+    #: Server connections PgBouncer keeps per database (``default_pool_size``) when a run goes through it.
+    pgbouncer_pool_size: int = 20
 
     def scenarios(self) -> list[Scenario]:
         if self.scenario_ids is None:

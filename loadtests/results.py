@@ -53,7 +53,9 @@ class Record(TypedDict, total=False):
     sweep: bool  # a point of a concurrency sweep
     for_finding: str | None  # a finding's own concurrency (not the profile's)
     rtt_ms: float  # the round-trip time the wire proxy added between the service and Postgres (0: direct)
-    variant: bool  # beside the main measurements (another RTT level): no finding judges it
+    variant: bool  # beside the main measurements (another RTT level, PgBouncer): no finding judges it
+    via: str  # how the service reached Postgres: "direct" or "pgbouncer"
+    pgbouncer: dict[str, Any] | None  # PgBouncer's pools after the run: server_connections, pool_size, clients
     concurrency: int
     requests: int | None
     keepalive: bool

@@ -66,16 +66,18 @@ class Job:
     for_finding: str | None = None
     #: Round-trip time the wire proxy adds between the service and Postgres (0: direct).
     rtt_ms: float = 0.0
-    #: A measurement beside the main ones (another RTT level), which findings do not judge.
+    #: A measurement beside the main ones (another RTT level, PgBouncer), which findings do not judge.
     variant: bool = False
+    #: How the service reaches Postgres: ``direct``, or ``pgbouncer`` (transaction pooling in between).
+    via: str = "direct"
 
     @property
     def group(self) -> str:
-        """Jobs of one group share a server: one per pooled driver and RTT, one for everything else."""
+        """Jobs of one group share a server: one per pooled driver, RTT and path, one for everything else."""
         driver = self.case.scenario.driver
         if not driver.pooled:
             return "local"
-        return f"{driver.name}@{self.rtt_ms:g}ms" if self.rtt_ms else driver.name
+        return driver.name + (f"@{self.rtt_ms:g}ms" if self.rtt_ms else "") + ("+pgbouncer" if self.via == "pgbouncer" else "")
 
     def again(self, round: int) -> Job:
         return dataclasses.replace(self, round=round)
@@ -90,8 +92,9 @@ class Served:
     config: dict[str, Any]
     index: int
     process: ServiceProcess | None = None
-    #: The wire proxy between the service and Postgres, when the job adds a round-trip time.
-    proxy_pid: int | None = None
+    #: Processes between the service and Postgres (``proxy``, ``pgbouncer``) whose CPU counts, by name.
+    middle: dict[str, int] = field(default_factory=dict)
+    pgbouncer: Any = None  # db.pgbouncer.PgBouncerProcess, for its SHOW POOLS
 
     @property
     def alive(self) -> bool:
@@ -169,6 +172,17 @@ def _is_service(process: psutil.Process) -> bool:
     return "uvicorn" in command or "app.main" in command or " app serve" in command or "iobench serve" in command
 
 
+def pgbouncer_pools(bouncer: Any) -> dict[str, Any] | None:
+    """PgBouncer's server connections after a run (SHOW POOLS): what it saved in connections."""
+    try:
+        pools = bouncer.show("POOLS")
+    except Exception as exc:  # noqa: BLE001 - PgBouncerError or a dead admin console: the run's result stands
+        return {"error": str(exc)}
+    servers = sum(int(pool.get(key) or 0) for pool in pools for key in ("sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"))
+    return {"server_connections": servers, "pool_size": bouncer.pool_size,
+            "clients": sum(int(pool.get("cl_active") or 0) + int(pool.get("cl_waiting") or 0) for pool in pools)}
+
+
 def fetch_config(url: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/config", timeout=10)
     response.raise_for_status()
@@ -240,17 +254,31 @@ class Harness:
             yield Served(self.target, service_pid(config), config, self.folder.add_server(config))
             return
         with ExitStack() as stack:
-            settings, proxy_pid = self.settings, None
-            if job.rtt_ms and job.case.scenario.driver.pooled:
+            settings, middle, bouncer = self.settings, {}, None
+            pooled = job.case.scenario.driver.pooled
+            if job.via == "pgbouncer" and pooled:
+                from db.pgbouncer import PgBouncerProcess
+
+                assert settings.database_url is not None
+                bouncer = stack.enter_context(PgBouncerProcess(
+                    settings.database_url, pool_size=self.profile.pgbouncer_pool_size,
+                    statement_timeout_ms=settings.statement_timeout_ms, query_wait_timeout=settings.acquire_timeout,
+                    log_path=self.folder.log_path(f"pgbouncer-{job.group}")))
+                # Every driver at its documented PgBouncer setting: the compatibility table shows the defaults.
+                settings = settings.model_copy(update={"database_url": bouncer.url, "prepared_statements": False})
+                middle["pgbouncer"] = bouncer.pid
+            if job.rtt_ms and pooled:
                 from db.wire_proxy import ProxyProcess
 
                 assert settings.database_url is not None
                 proxy = stack.enter_context(ProxyProcess(settings.database_url, job.rtt_ms,
                                                          log_path=self.folder.log_path(f"proxy-{job.group}")))
-                settings, proxy_pid = settings.model_copy(update={"database_url": proxy.url}), proxy.pid
+                settings = settings.model_copy(update={"database_url": proxy.url})
+                middle["proxy"] = proxy.pid
             process = stack.enter_context(ServiceProcess(settings, self.folder.log_path(job.group)))
             config = fetch_config(process.url)
-            yield Served(process.url, process.pid, config, self.folder.add_server(config), process, proxy_pid)
+            yield Served(process.url, process.pid, config, self.folder.add_server(config), process,
+                         {name: pid for name, pid in middle.items() if pid}, bouncer)
 
     def run(self) -> None:
         """Measure the plan; raises ServiceDied, ServerError or KeyboardInterrupt, keeping what was recorded."""
@@ -352,7 +380,7 @@ class Harness:
         record: Record = {
             **job.case.to_dict(),  # type: ignore[typeddict-item]  # the scenario's fields, as Record declares them
             "round": job.round, "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
-            "rtt_ms": job.rtt_ms, "variant": job.variant,
+            "rtt_ms": job.rtt_ms, "variant": job.variant, "via": job.via,
             "keepalive": self.keepalive, "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "requests": None, "uncontended_ms": None, "server_ms": None, "ab": None, "model": None,
@@ -386,12 +414,14 @@ class Harness:
             timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / rate))
             wall_before = time.monotonic()
             with PingProbe(served.url, self.profile.ping_interval) as probe, \
-                    CpuMeter(served.pid, self.stats, served.proxy_pid) as meter:
+                    CpuMeter(served.pid, self.stats, served.middle) as meter:
                 result = run_ab(url, requests, job.concurrency, keepalive=self.keepalive, timeout_s=timeout_s,
                                 time_limit_s=max(60.0, 4 * expected_s + timeout_s))
             wall = time.monotonic() - wall_before
             record.update(ab=result.to_dict(), ping=probe.summary())
             record["efficiency"] = efficiency(successful_rps(record), prediction)
+            if served.pgbouncer is not None:
+                record["pgbouncer"] = pgbouncer_pools(served.pgbouncer)
             if (cpu := meter.per_request(result.successful)) is not None:
                 record["cpu"] = cpu.to_dict()
                 if cpu.service_s is not None:
@@ -412,7 +442,7 @@ class Harness:
         clients = max(1, min(concurrency, math.ceil(prediction.capacity)))
         requests = max(2 * clients, min(WARM_UP_MAX, round(prediction.rps * WARM_UP_S)))
         expected_s = requests / prediction.rps
-        with CpuMeter(served.pid, self.stats, served.proxy_pid) as meter:
+        with CpuMeter(served.pid, self.stats, served.middle) as meter:
             warm = run_ab(url, requests, clients, keepalive=self.keepalive, timeout_s=30,
                           time_limit_s=max(60.0, 4 * expected_s))
         ok = warm.failed == 0 and warm.non_2xx == 0 and warm.successful_per_second > 0

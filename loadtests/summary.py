@@ -63,6 +63,21 @@ class CaseSummary:
         return f"{self._first('driver')} + {twin}" if twin else str(self._first("driver"))
 
     @property
+    def via(self) -> str:
+        return str(self._first("via") or "direct")
+
+    @property
+    def backends(self) -> int | None:
+        """Postgres server connections the service held at the end of a run (median over the rounds)."""
+        found = median([n for r in self.records if (n := (r.get("cpu") or {}).get("backends")) is not None])
+        return round(found) if found is not None else None
+
+    @property
+    def pgbouncer_server_connections(self) -> int | None:
+        found = median([n for r in self.records if (n := (r.get("pgbouncer") or {}).get("server_connections")) is not None])
+        return round(found) if found is not None else None
+
+    @property
     def rtt_ms(self) -> float:
         return float(self._first("rtt_ms") or 0.0)
 
@@ -181,18 +196,20 @@ class CaseSummary:
 
 def summarise(records: Iterable[Record]) -> list[CaseSummary]:
     """One summary per (case, concurrency, sweep, RTT), in the order each was first measured."""
-    groups: dict[tuple[str, int, bool, float], list[Record]] = {}
+    groups: dict[tuple[str, int, bool, float, str], list[Record]] = {}
     for record in records:
-        key = (record["case"], int(record.get("concurrency") or 0), bool(record.get("sweep")), float(record.get("rtt_ms") or 0))
+        key = (record["case"], int(record.get("concurrency") or 0), bool(record.get("sweep")),
+               float(record.get("rtt_ms") or 0), str(record.get("via") or "direct"))
         groups.setdefault(key, []).append(record)
     return [CaseSummary(case, c, sweep, group[0].get("for_finding"), tuple(group))
-            for (case, c, sweep, _), group in groups.items()]
+            for (case, c, sweep, _, _), group in groups.items()]
 
 
 def rtt_cases(records: Iterable[Record]) -> dict[str, list[CaseSummary]]:
     """Cases measured at several RTTs (the main ones and their variants), by case, sorted by RTT."""
     by_case: dict[str, list[CaseSummary]] = {}
-    for summary in summarise(r for r in records if not r.get("sweep") and not r.get("for_finding")):
+    for summary in summarise(r for r in records if not r.get("sweep") and not r.get("for_finding")
+                             and (r.get("via") or "direct") == "direct"):
         by_case.setdefault(summary.case, []).append(summary)
     return {case: sorted(points, key=lambda s: s.rtt_ms) for case, points in by_case.items() if len(points) > 1}
 

@@ -73,13 +73,17 @@ class CpuPerRequest:
     proxy_s: float | None = None
     #: Backends that were there before the run and gone after it: connections closed mid-run (churn).
     closed_sessions: int | None = None
+    #: PgBouncer's own CPU, when the run went through it.
+    pgbouncer_s: float | None = None
+    #: Postgres backends of the service at the end of the run: the server connections it held.
+    backends: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
     def total_s(self) -> float | None:
-        parts = [p for p in (self.service_s, self.postgres_s, self.client_s, self.proxy_s) if p is not None]
+        parts = [p for p in (self.service_s, self.postgres_s, self.client_s, self.proxy_s, self.pgbouncer_s) if p is not None]
         return sum(parts) if parts else None
 
 
@@ -103,43 +107,46 @@ def _children_cpu() -> float:
 
 
 class CpuMeter:
-    """CPU of the service, its Postgres backends and ab over one block of load::
+    """CPU of the service, its Postgres backends, ab and any middlebox (wire proxy, PgBouncer) over one block of load::
 
-        with CpuMeter(service_pid, stats) as meter:
+        with CpuMeter(service_pid, stats, {"proxy": proxy_pid}) as meter:
             result = run_ab(...)
         meter.per_request(result.successful)
     """
 
-    def __init__(self, service_pid: int | None, stats: ServerStats | None, proxy_pid: int | None = None) -> None:
+    def __init__(self, service_pid: int | None, stats: ServerStats | None, middle: dict[str, int] | None = None) -> None:
         self.service_pid = service_pid
         self.stats = stats
-        self.proxy_pid = proxy_pid
+        self.middle = middle or {}
 
     def _postgres_cpu(self) -> dict[int, float] | None:
         return self.stats.snapshot().cpu if self.stats is not None else None
 
+    def _read(self) -> tuple[float | None, dict[str, float | None], dict[int, float] | None, float]:
+        return (cpu_seconds(self.service_pid) if self.service_pid else None,
+                {name: cpu_seconds(pid) for name, pid in self.middle.items()}, self._postgres_cpu(), _children_cpu())
+
     def __enter__(self) -> Self:
-        self._service = cpu_seconds(self.service_pid) if self.service_pid else None
-        self._proxy = cpu_seconds(self.proxy_pid) if self.proxy_pid else None
-        self._postgres = self._postgres_cpu()
-        self._client = _children_cpu()
+        self._before = self._read()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._service_after = cpu_seconds(self.service_pid) if self.service_pid else None
-        self._proxy_after = cpu_seconds(self.proxy_pid) if self.proxy_pid else None
-        self._postgres_after = self._postgres_cpu()
-        self._client_after = _children_cpu()
+        self._after = self._read()
 
     def per_request(self, requests: int) -> CpuPerRequest | None:
         if requests <= 0:
             return None
-        service = (self._service_after - self._service) / requests \
-            if self._service is not None and self._service_after is not None else None
-        postgres = new = closed = None
-        if self._postgres is not None and self._postgres_after is not None:
-            postgres = sum(cpu - self._postgres.get(pid, 0.0) for pid, cpu in self._postgres_after.items()) / requests
-            new = len(self._postgres_after.keys() - self._postgres.keys())
-            closed = len(self._postgres.keys() - self._postgres_after.keys())
-        proxy = (self._proxy_after - self._proxy) / requests if self._proxy is not None and self._proxy_after is not None else None
-        return CpuPerRequest(service, postgres, (self._client_after - self._client) / requests, new, proxy, closed)
+        (service, middle, postgres, client), (service_after, middle_after, postgres_after, client_after) = self._before, self._after
+
+        def delta(before: float | None, after: float | None) -> float | None:
+            return (after - before) / requests if before is not None and after is not None else None
+
+        pg = new = closed = None
+        if postgres is not None and postgres_after is not None:
+            pg = sum(cpu - postgres.get(pid, 0.0) for pid, cpu in postgres_after.items()) / requests
+            new = len(postgres_after.keys() - postgres.keys())
+            closed = len(postgres.keys() - postgres_after.keys())
+        return CpuPerRequest(delta(service, service_after), pg, (client_after - client) / requests, new,
+                             delta(middle.get("proxy"), middle_after.get("proxy")), closed,
+                             delta(middle.get("pgbouncer"), middle_after.get("pgbouncer")),
+                             len(postgres_after) if postgres_after is not None else None)

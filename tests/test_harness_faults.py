@@ -368,12 +368,21 @@ def test_readme_says_what_a_user_sees_when_things_fail() -> None:
     (["--db-rtt", "101"], "--db-rtt takes milliseconds from 0 to 100, got '101'"),
     (["--rtt-levels", "0,1,x"], "--rtt-levels takes milliseconds from 0 to 100, got 'x'"),
     (["--rtt-levels", "1", "--workload", "wait"], "--rtt-levels measures lookup, report and write"),
-    (["--db-rtt", "1", "--target", "http://127.0.0.1:9"], "--db-rtt and --rtt-levels need a service started here"),
+    (["--db-rtt", "1", "--target", "http://127.0.0.1:9"], "--db-rtt, --rtt-levels and --pgbouncer need a service started here"),
+    (["--pgbouncer", "--target", "http://127.0.0.1:9"], "--db-rtt, --rtt-levels and --pgbouncer need a service started here"),
+    (["--pgbouncer", "--workload", "wait"], "--pgbouncer measures the Postgres cases; none is selected"),
 ])
 def test_bad_rtt_is_one_line_and_exit_2_before_anything_starts(args: list[str], expected: str, no_load: Path,
                                                                 tmp_path: Path) -> None:
     assert_one_line_error([*args, "--out", str(tmp_path / "run")], expected)
     assert not (tmp_path / "run").exists() and not no_load.exists()
+
+
+def test_missing_pgbouncer_prints_its_install_hint_and_exits_3(no_load: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOBENCH_PGBOUNCER", str(tmp_path / "no-such-pgbouncer"))
+    assert_one_line_error(["--pgbouncer", "--out", str(tmp_path / "run")], "apt-get install -y pgbouncer", code=EXIT_ENVIRONMENT)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_pool_budget_over_max_connections_is_refused_before_any_load(

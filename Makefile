@@ -33,8 +33,10 @@ stability: $(INSTALLED)
 serve: $(INSTALLED)
 	$(VENV)/bin/iobench serve
 
+# Ruff, then mypy (strict; what it checks is [tool.mypy] in pyproject.toml). tests/test_lint.py runs both.
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check app db loadtests migrations tests
+	$(VENV)/bin/mypy
 
 # The service, the harness (bench), the embedded Postgres fallback and the test tools (test).
 $(INSTALLED): pyproject.toml constraints.txt

@@ -1,7 +1,8 @@
-"""The code stays lint-clean (ruff, configured in pyproject.toml)."""
+"""The code stays lint-clean and type-checked (ruff and mypy, both configured in pyproject.toml)."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -17,4 +18,11 @@ def test_ruff_is_clean() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or "ruff"
     done = subprocess.run([ruff, "check", "app", "db", "loadtests", "migrations", "tests"], cwd=ROOT,
                           capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy not installed")
+def test_mypy_is_clean() -> None:
+    # What `make lint` runs: the files and the strictness come from [tool.mypy] in pyproject.toml.
+    done = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

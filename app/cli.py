@@ -6,7 +6,7 @@ import logging
 import os
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 import uvicorn
@@ -46,7 +46,9 @@ def _options(
 
 def _settings(**overrides: object) -> Settings:
     """Environment settings with the options given on the command line on top."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    # Any: Settings validates each value against its field, as it does the environment's.
+    given: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)
 
 
 @cli.command()

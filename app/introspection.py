@@ -53,7 +53,8 @@ def catalogue() -> dict[str, Any]:
 async def _database_facts(drivers: dict[str, DriverInstance]) -> dict[str, Any]:
     """Server version and max_connections, asked through asyncpg; an outage is reported, not raised."""
     asker = drivers.get("asyncpg")
-    if not isinstance(asker, _ServerFacts):
+    # `is None` first: mypy (2.4) cannot narrow an Optional protocol to another protocol.
+    if asker is None or not isinstance(asker, _ServerFacts):
         return {"error": "no driver to ask the server with"}
     try:
         return await asyncio.wait_for(asker.server_facts(), timeout=2)

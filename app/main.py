@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypedDict
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -26,7 +26,7 @@ class State(TypedDict):
     drivers: dict[str, DriverInstance]
 
 
-def _lifespan(settings: Settings) -> Any:
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         # Refuse a database `iobench prepare` never migrated, rather than answer 500 on every route.

@@ -22,13 +22,13 @@ def _body(scenario: Scenario, result: Any) -> dict[str, Any]:
     return {"scenario": scenario.id, "steps": STEPS, "result": result}
 
 
-def _iso(value: Any) -> str:
+def _iso(value: object) -> str:
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def _json(body: object, status: int = 200) -> Response:
     """What a hand-written route returns: the body serialised once by the standard library."""
     return Response(json.dumps(body, default=_iso, separators=(",", ":")), status, media_type="application/json")
 

@@ -211,9 +211,14 @@ def explain(case: CaseSummary) -> str:
     measured, bound = case.efficiency, case.bound or "?"
     if in_band(measured) is False and measured is not None:
         cpu = case.cpu_utilisation
+        part = {"service CPU": "service_s", "Postgres CPU": "postgres_s", "ab CPU": "client_s", "wire proxy CPU": "proxy_s",
+                "PgBouncer CPU": "pgbouncer_s"}.get(bound)
+        before, during = (case.calibration_cpu_ms(part), case.cpu_ms(part)) if part else (None, None)
+        grew = f" ({before:.2f} ms per request in the warm-up, {during:.2f} under load)" if before and during else ""
         if measured < 1:
             if "CPU" in bound or bound == "shared cores":
-                why = "CPU per request grew under load over the warm-up's (contention for the shared cores, the GIL)"
+                why = ("the CPU the model budgets is not all there: other processes share the cores (the /ping probe, "
+                       "the harness, anything else running), and CPU per request changes under load" + grew)
             elif cpu is not None and cpu > CPU_BUSY:
                 why = f"the service kept {cpu:.0%} of a core busy: it is CPU-bound before its {bound} bound"
             elif bound == "threadpool":
@@ -225,7 +230,7 @@ def explain(case: CaseSummary) -> str:
             else:
                 why = "something the model does not count binds (the GIL, ab on the same cores, Postgres locks)"
         elif "CPU" in bound or bound == "shared cores":
-            why = "CPU per request fell under load below the warm-up's (batched work, warm caches)"
+            why = "CPU per request fell under load below the warm-up's (batched work, warm caches)" + grew
         else:
             why = f"the {bound} is held for less than S, measured with one client, says"
         notes.append(f"model miss ({measured:.0%} of the prediction, bound {bound}): {why}")

@@ -140,7 +140,7 @@ PROFILES: dict[str, Profile] = {
             concurrency=40,
             threadpool_tokens=16,
             pool_max=30,
-            measure_seconds=0.8,
+            measure_seconds=0.6,
             scenario_ids=tuple(dict.fromkeys(ARTICLE_FOUR + REQUIRED)),
             sweep_ids=("wait/sync/time", "wait/async/asyncio"),
             sweep_levels=(1, 16, 40),
@@ -153,7 +153,7 @@ PROFILES: dict[str, Profile] = {
             concurrency=40,
             threadpool_tokens=16,
             pool_max=40,
-            measure_seconds=0.8,
+            measure_seconds=0.6,
             sweep_ids=ARTICLE_FOUR[:1] + ARTICLE_FOUR[2:] + ("pg_sleep/sync/psycopg2", "pg_sleep/async/asyncpg"),
         ),
         Profile(
@@ -166,7 +166,7 @@ PROFILES: dict[str, Profile] = {
             threadpool_tokens=8,
             pool_max=18,
             workers=2,
-            measure_seconds=0.8,
+            measure_seconds=0.6,
             scenario_ids=tuple(dict.fromkeys(ARTICLE_FOUR + REQUIRED)),
         ),
         Profile(

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from app.catalogue import Kind
 from app.settings import Settings
 from db.server_stats import ServerStats
 from loadtests.ab import AbError, run_ab
@@ -47,10 +48,12 @@ from loadtests.work import CpuMeter, CpuPerRequest, WirePerRequest, count_work, 
 CHECKPOINTS = (3, 5, 8, 10)
 #: /ping probes a measurement lasts for at least (findings need MIN_PING_SAMPLES of them).
 PROBES_PER_SAMPLE = 30
+#: How long W is measured, one client at a time (once per case).
+UNCONTENDED_S = 0.3
 #: Seconds to start a server and open its pools, for the ETA.
 SERVER_START_S = 1.5
 #: The warm-up also calibrates CPU per request: it lasts about this long, within these request counts.
-WARM_UP_S, WARM_UP_MAX = 0.25, 200
+WARM_UP_S, WARM_UP_MAX = 0.15, 200
 
 
 class ServiceDied(HarnessError):
@@ -73,11 +76,16 @@ class Job:
 
     @property
     def group(self) -> str:
-        """Jobs of one group share a server: one per pooled driver, RTT and path, one for everything else."""
+        """Jobs of one group share a server: one per pooled driver, RTT and path, one for everything else.
+
+        An async driver's ``-defaults`` twin shares its driver's server (two pools of the profile's
+        size fit a shared Postgres, as a sync driver and its threadpool twin do); a sync one has its own.
+        """
         driver = self.case.scenario.driver
         if not driver.pooled:
             return "local"
-        return driver.name + (f"@{self.rtt_ms:g}ms" if self.rtt_ms else "") + ("+pgbouncer" if self.via == "pgbouncer" else "")
+        name = driver.defaults_of if driver.defaults_of and driver.kind is Kind.ASYNC else driver.name
+        return name + (f"@{self.rtt_ms:g}ms" if self.rtt_ms else "") + ("+pgbouncer" if self.via == "pgbouncer" else "")
 
     def again(self, round: int) -> Job:
         return dataclasses.replace(self, round=round)
@@ -324,14 +332,15 @@ class Harness:
                 done_rounds = checkpoint
 
     def _counting_groups(self, jobs: list[Job]) -> dict[str, list[Job]]:
-        """The database cases whose wire work gets counted, by server group (one case key once)."""
+        """The database cases whose wire work gets counted (each case key once), all on one server: counting
+        is one client at a time, so each driver opens a single connection and they all fit at once."""
         if not self.count_work or self.target or not self.settings.database_url:
             return {}
-        groups: dict[str, dict[str, Job]] = {}
+        cases: dict[str, Job] = {}
         for job in jobs:
-            if any(driver.pooled for driver in job.case.scenario.drivers):
-                groups.setdefault(job.group, {}).setdefault(job.case.key, job)
-        return {group: list(cases.values()) for group, cases in groups.items()}
+            if job.via == "direct" and any(driver.pooled for driver in job.case.scenario.drivers):
+                cases.setdefault(job.case.key, job)
+        return {"database cases": list(cases.values())} if cases else {}
 
     def _count(self, group: str, jobs: list[Job]) -> None:
         """Each case's round trips, statements, Parses and sessions per request, through the wire proxy."""
@@ -339,9 +348,9 @@ class Harness:
 
         assert self.settings.database_url is not None
         try:
-            with ProxyProcess(self.settings.database_url, 0.0, log_path=self.folder.log_path(f"proxy-{group}")) as proxy:
+            with ProxyProcess(self.settings.database_url, 0.0, log_path=self.folder.log_path("proxy-count")) as proxy:
                 settings = self.settings.model_copy(update={"database_url": proxy.url})
-                with ServiceProcess(settings, self.folder.log_path(f"count-{group}")) as service:
+                with ServiceProcess(settings, self.folder.log_path("count")) as service:
                     for job in jobs:
                         if (found := count_work(service.url + job.case.path(), proxy)) is not None:
                             self.wire[job.case.key] = found
@@ -371,7 +380,7 @@ class Harness:
         """W, measured once per case (later rounds and sweeps reuse it)."""
         key = job.case.key
         if key not in self.uncontended:
-            self.uncontended[key] = measure_uncontended(url, keepalive=self.keepalive)
+            self.uncontended[key] = measure_uncontended(url, keepalive=self.keepalive, min_seconds=UNCONTENDED_S)
         return self.uncontended[key]
 
     def measure(self, job: Job, served: Served) -> Record:
@@ -400,7 +409,7 @@ class Harness:
             record.update(uncontended_ms=single.latency_s * 1000, model=prediction.to_dict(),
                           server_ms=single.server_s * 1000 if single.server_s else None,
                           calibration_cpu=calibration.to_dict() if calibration else None,
-                          wire=self.wire.get(job.case.key))
+                          wire=self.wire.get(job.case.key) if job.via == "direct" else None)
             # Sized by what earlier rounds measured, else by the warm-up, never by the prediction: a
             # CPU-bound case can fall far short of Little's law, and a run sized by it would last minutes.
             measured_before = median([r for rec in self.records if rec["case"] == job.case.key

@@ -136,6 +136,10 @@ class CaseSummary:
     def cpu_utilisation(self) -> float | None:
         return median([u for r in self.records if (u := r.get("cpu_utilisation")) is not None])
 
+    def calibration_cpu_ms(self, part: str) -> float | None:
+        """CPU ms per request of ``part`` during the warm-ups (what the prediction used), median over the rounds."""
+        return median([v * 1000 for r in self.records if (v := (r.get("calibration_cpu") or {}).get(part)) is not None])
+
     def cpu_ms(self, part: str) -> float | None:
         """CPU ms per request of ``part`` (``service_s``, ``postgres_s`` or ``client_s``) during the runs (median)."""
         return median([v * 1000 for r in self.records if (v := (r.get("cpu") or {}).get(part)) is not None])

@@ -87,6 +87,16 @@ def _levels(text: str | None) -> tuple[int, ...] | None:
     return levels
 
 
+def _counts(option: str, text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(dict.fromkeys(int(part) for part in text.split(",")))
+    except ValueError:
+        raise fail(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not counts or min(counts) < 1 or max(counts) > 16:
+        raise fail(f"{option} takes worker counts from 1 to 16, got {text!r}")
+    return counts
+
+
 def _rtt(option: str, text: str) -> float:
     try:
         return parse_rtt_ms(text)
@@ -277,6 +287,12 @@ def main_command(
         typer.Option(help="Connection pool size of every driver of the started service. Default: the profile's. "
                      "The findings keep the profile's thresholds, so a server shaped otherwise is judged against it."),
     ] = None,
+    worker_levels: Annotated[
+        Optional[str],
+        typer.Option(metavar="N,N,...",
+                     help="Also measure every Postgres case on these uvicorn worker counts (e.g. 1,2), the threadpool "
+                     "and pools split across the workers so the server's total capacity stays the profile's."),
+    ] = None,
     pgbouncer: Annotated[
         bool,
         typer.Option("--pgbouncer",
@@ -317,9 +333,7 @@ def main_command(
             raise fail(f"{name} must be >= 1, got {value}")
     base_rtt = _rtt("--db-rtt", db_rtt) if db_rtt is not None else None
     levels_rtt = tuple(dict.fromkeys(_rtt("--rtt-levels", part) for part in rtt_levels.split(","))) if rtt_levels else ()
-    if (base_rtt or levels_rtt or pgbouncer) and target:
-        raise fail("--db-rtt, --rtt-levels and --pgbouncer need a service started here (they sit in front of its database), "
-                   "not --target")
+    levels_workers = _counts("--worker-levels", worker_levels) if worker_levels else ()
     if seconds is not None and not 0 <= seconds <= 60:
         raise fail(f"--seconds must be between 0 and 60, got {seconds}")
     if compare is not None:
@@ -346,16 +360,23 @@ def main_command(
         raise fail("no scenario matches these filters; see --list")
     jobs = [Job(case, profile.concurrency, rtt_ms=profile.db_rtt_ms) for case in profile.cases(selected)]
     jobs += finding_jobs(jobs)
+    levels_rtt = levels_rtt or PROFILES[profile_name].rtt_levels
+    levels_workers = levels_workers or PROFILES[profile_name].worker_levels
+    pgbouncer = pgbouncer or PROFILES[profile_name].pgbouncer
+    if (base_rtt or levels_rtt or pgbouncer or levels_workers) and target:
+        raise fail("--db-rtt, --rtt-levels, --pgbouncer and --worker-levels (or a profile that uses them) need a service "
+                   "started here, not --target")
     rtt_jobs = [job for job in jobs if not job.for_finding and rtt_swept(job.case.scenario)]
     jobs += [dataclasses.replace(job, rtt_ms=level, variant=True)
              for level in levels_rtt if level != profile.db_rtt_ms for job in rtt_jobs]
     if levels_rtt and not rtt_jobs:
         raise fail("--rtt-levels measures lookup, report and write on " + ", ".join(RTT_DRIVERS) + "; none is selected")
-    if pgbouncer:
-        pooled = [job for job in jobs if not job.for_finding and job.case.scenario.driver.pooled]
-        if not pooled:
-            raise fail("--pgbouncer measures the Postgres cases; none is selected")
-        jobs += [dataclasses.replace(job, via="pgbouncer", variant=True) for job in pooled]
+    pooled = [job for job in jobs if not job.for_finding and job.case.scenario.driver.pooled]
+    if (pgbouncer or levels_workers) and not pooled:
+        raise fail("--pgbouncer and --worker-levels measure the Postgres cases; none is selected")
+    jobs += [dataclasses.replace(job, via="pgbouncer", variant=True) for job in pooled if pgbouncer]
+    jobs += [dataclasses.replace(job, workers=count, variant=True)
+             for count in levels_workers if count != profile.workers for job in pooled]
     if sweep:
         sweep_ids = set(chosen or profile.sweep_ids)
         for swept in (s for s in selected if s.id in sweep_ids):

@@ -237,6 +237,31 @@ def rtt_series(run: dict[str, Any], records: list[Record]) -> RttSeries | None:
 
 
 @dataclass(frozen=True)
+class SetupTable:
+    """Each case in each setup the run measured it in (RTT, PgBouncer, workers): the production shape."""
+
+    setups: list[str]
+    rows: dict[str, dict[str, CaseSummary]]
+
+    def best(self, setup: str) -> str | None:
+        """The case with the highest throughput in ``setup``."""
+        found = {case: by[setup].rps.center for case, by in self.rows.items() if setup in by and by[setup].rps}
+        return max(found, key=lambda case: found[case]) if found else None
+
+
+def setup_table(records: list[Record]) -> SetupTable | None:
+    """Only for runs that vary more than the RTT (PgBouncer or worker counts)."""
+    if not any(r.get("via") == "pgbouncer" or (r.get("workers") or 1) > 1 for r in records if r.get("variant")):
+        return None
+    cases = summarise(r for r in records if not r.get("sweep") and not r.get("for_finding"))
+    order = sorted({(c.workers, c.via != "direct", c.rtt_ms, c.setup) for c in cases})
+    rows: dict[str, dict[str, CaseSummary]] = {}
+    for case in cases:
+        rows.setdefault(case.case, {})[case.setup] = case
+    return SetupTable([label for *_, label in order], {case: by for case, by in rows.items() if len(by) > 1})
+
+
+@dataclass(frozen=True)
 class Plot:
     file: str
     caption: str
@@ -269,6 +294,7 @@ class Facts:
     extras: list[CaseRow]
     rtt: RttSeries | None
     pgbouncer: PgBouncerFacts | None
+    setups: SetupTable | None
     sweeps: dict[str, list[CaseRow]]
     plots: list[Plot] = field(default_factory=list)
     plot_error: str | None = None
@@ -384,5 +410,6 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         extras=[CaseRow(c, explain(c)) for c in finding_cases(records)],
         rtt=rtt_series(run, records),
         pgbouncer=pgbouncer_facts(run, records),
+        setups=setup_table(records),
         sweeps={case: [CaseRow(p, explain(p)) for p in points] for case, points in sorted(sweep_cases(records).items())},
     )

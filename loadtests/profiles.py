@@ -73,6 +73,12 @@ class Profile:
     db_rtt_ms: float = 0.0
     #: Server connections PgBouncer keeps per database (``default_pool_size``) when a run goes through it.
     pgbouncer_pool_size: int = 20
+    #: Variants measured beside the main cases, in the same rounds (``--rtt-levels``, ``--pgbouncer``,
+    #: ``--worker-levels``): RTTs for the RTT-swept cases; then, at each RTT, every Postgres case
+    #: through PgBouncer, and on each other worker count.
+    rtt_levels: tuple[float, ...] = ()
+    pgbouncer: bool = False
+    worker_levels: tuple[int, ...] = ()
 
     def scenarios(self) -> list[Scenario]:
         if self.scenario_ids is None:
@@ -98,6 +104,7 @@ class Profile:
             "fixed_requests": self.fixed_requests, "sweep_levels": list(self.sweep_levels),
             "repeat": self.repeat, "max_repeat": self.max_repeat, "sweep_repeat": self.sweep_repeat,
             "ping_interval": self.ping_interval, "workers": self.workers, "db_rtt_ms": self.db_rtt_ms,
+            "rtt_levels": list(self.rtt_levels), "pgbouncer": self.pgbouncer, "worker_levels": list(self.worker_levels),
             "declared": self.declared(),
         }
 
@@ -168,6 +175,22 @@ PROFILES: dict[str, Profile] = {
             workers=2,
             measure_seconds=0.6,
             scenario_ids=tuple(dict.fromkeys(ARTICLE_FOUR + REQUIRED)),
+        ),
+        Profile(
+            name="production",
+            description="The production shape: point lookups on psycopg2 (sync, async-blocking, threadpool), psycopg 3 "
+            "(sync and async) and asyncpg with the database 0, 1 and 5 ms away (wire proxy), directly and through "
+            "PgBouncer, on 1 and on 2 uvicorn workers (the same 16 threads and pools of 40 in all). About ten minutes.",
+            seconds=0.05,
+            concurrency=40,
+            threadpool_tokens=16,
+            pool_max=40,
+            measure_seconds=0.6,
+            scenario_ids=("lookup/sync/psycopg2", "lookup/async-blocking/psycopg2", "lookup/threadpool/psycopg2",
+                          "lookup/sync/psycopg3-sync", "lookup/async/asyncpg", "lookup/async/psycopg3-async"),
+            rtt_levels=(0.0, 1.0, 5.0),
+            pgbouncer=True,
+            worker_levels=(1, 2),
         ),
         Profile(
             name="article",

@@ -55,6 +55,7 @@ class Record(TypedDict, total=False):
     rtt_ms: float  # the round-trip time the wire proxy added between the service and Postgres (0: direct)
     variant: bool  # beside the main measurements (another RTT level, PgBouncer): no finding judges it
     via: str  # how the service reached Postgres: "direct" or "pgbouncer"
+    workers: int  # uvicorn workers of the server measured
     pgbouncer: dict[str, Any] | None  # PgBouncer's pools after the run: server_connections, pool_size, clients
     concurrency: int
     requests: int | None

@@ -73,6 +73,9 @@ class Job:
     variant: bool = False
     #: How the service reaches Postgres: ``direct``, or ``pgbouncer`` (transaction pooling in between).
     via: str = "direct"
+    #: uvicorn workers of the job's server, when it differs from the profile's (the threadpool and
+    #: pools are then split across them, so the server's total capacity stays the profile's).
+    workers: int | None = None
 
     @property
     def group(self) -> str:
@@ -85,7 +88,8 @@ class Job:
         if not driver.pooled:
             return "local"
         name = driver.defaults_of if driver.defaults_of and driver.kind is Kind.ASYNC else driver.name
-        return name + (f"@{self.rtt_ms:g}ms" if self.rtt_ms else "") + ("+pgbouncer" if self.via == "pgbouncer" else "")
+        return (name + (f"@{self.rtt_ms:g}ms" if self.rtt_ms else "") + ("+pgbouncer" if self.via == "pgbouncer" else "")
+                + (f"x{self.workers}workers" if self.workers else ""))
 
     def again(self, round: int) -> Job:
         return dataclasses.replace(self, round=round)
@@ -147,6 +151,16 @@ def jobs_of(findings: list[Finding], jobs: list[Job]) -> list[Job]:
     """The planned jobs a finding judges: its two cases at its concurrency (the profile's by default)."""
     wanted = {(case, f.concurrency) for f in findings for case in (f.numerator, f.denominator)}
     return [job for job in jobs if not job.sweep and (job.case.key, job.for_finding and job.concurrency) in wanted]
+
+
+def split_across_workers(settings: Settings, workers: int) -> Settings:
+    """``settings`` with ``workers`` uvicorn workers sharing the same total threadpool and pools."""
+    per_worker = settings.workers / workers
+    return settings.model_copy(update={
+        "workers": workers,
+        "threadpool_tokens": max(1, round(settings.threadpool_tokens * per_worker)),
+        "pool_max": max(1, round(settings.pool_max * per_worker)),
+    })
 
 
 def server_settings(base: Settings, profile: Profile) -> Settings:
@@ -263,6 +277,8 @@ class Harness:
             return
         with ExitStack() as stack:
             settings, middle, bouncer = self.settings, {}, None
+            if job.workers and job.workers != settings.workers:
+                settings = split_across_workers(settings, job.workers)
             pooled = job.case.scenario.driver.pooled
             if job.via == "pgbouncer" and pooled:
                 from db.pgbouncer import PgBouncerProcess
@@ -389,7 +405,7 @@ class Harness:
         record: Record = {
             **job.case.to_dict(),  # type: ignore[typeddict-item]  # the scenario's fields, as Record declares them
             "round": job.round, "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
-            "rtt_ms": job.rtt_ms, "variant": job.variant, "via": job.via,
+            "rtt_ms": job.rtt_ms, "variant": job.variant, "via": job.via, "workers": shape.workers,
             "keepalive": self.keepalive, "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "requests": None, "uncontended_ms": None, "server_ms": None, "ab": None, "model": None,

@@ -67,6 +67,16 @@ class CaseSummary:
         return str(self._first("via") or "direct")
 
     @property
+    def workers(self) -> int:
+        return int(self._first("workers") or 1)
+
+    @property
+    def setup(self) -> str:
+        """Where and how the server ran, in words: RTT, PgBouncer, workers."""
+        return f"{self.rtt_ms:g} ms" + (" + PgBouncer" if self.via == "pgbouncer" else "") \
+            + (f", {self.workers} workers" if self.workers > 1 else "")
+
+    @property
     def backends(self) -> int | None:
         """Postgres server connections the service held at the end of a run (median over the rounds)."""
         found = median([n for r in self.records if (n := (r.get("cpu") or {}).get("backends")) is not None])
@@ -200,20 +210,21 @@ class CaseSummary:
 
 def summarise(records: Iterable[Record]) -> list[CaseSummary]:
     """One summary per (case, concurrency, sweep, RTT), in the order each was first measured."""
-    groups: dict[tuple[str, int, bool, float, str], list[Record]] = {}
+    groups: dict[tuple[str, int, bool, float, str, int], list[Record]] = {}
     for record in records:
         key = (record["case"], int(record.get("concurrency") or 0), bool(record.get("sweep")),
-               float(record.get("rtt_ms") or 0), str(record.get("via") or "direct"))
+               float(record.get("rtt_ms") or 0), str(record.get("via") or "direct"), int(record.get("workers") or 1))
         groups.setdefault(key, []).append(record)
     return [CaseSummary(case, c, sweep, group[0].get("for_finding"), tuple(group))
-            for (case, c, sweep, _, _), group in groups.items()]
+            for (case, c, sweep, *_), group in groups.items()]
 
 
 def rtt_cases(records: Iterable[Record]) -> dict[str, list[CaseSummary]]:
     """Cases measured at several RTTs (the main ones and their variants), by case, sorted by RTT."""
     by_case: dict[str, list[CaseSummary]] = {}
+    base_workers = min((int(r.get("workers") or 1) for r in records if not r.get("variant")), default=1)
     for summary in summarise(r for r in records if not r.get("sweep") and not r.get("for_finding")
-                             and (r.get("via") or "direct") == "direct"):
+                             and (r.get("via") or "direct") == "direct" and int(r.get("workers") or 1) == base_workers):
         by_case.setdefault(summary.case, []).append(summary)
     return {case: sorted(points, key=lambda s: s.rtt_ms) for case, points in by_case.items() if len(points) > 1}
 

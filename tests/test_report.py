@@ -164,3 +164,23 @@ def test_the_crossover_is_interpolated_between_levels() -> None:
     assert crossing([(0.0, 1.6), (1.0, 2.0)]) == 0.0  # already there
     assert crossing([(0.0, 1.0), (5.0, 1.4)]) is None  # not within the levels
     assert crossing([(0.0, None), (2.0, 1.7)]) == 2.0
+
+
+def test_the_production_shape_lines_up_every_setup(tmp_path: Path) -> None:
+    from loadtests.facts import setup_table
+
+    records: list[Record] = []
+    for number in range(3):
+        for case, eff in (("lookup/sync/psycopg2", 0.1), ("lookup/async/asyncpg", 0.08)):
+            for rtt, via, workers, factor in ((0.0, "direct", 1, 1.0), (5.0, "direct", 1, 0.5), (0.0, "pgbouncer", 1, 0.9),
+                                              (0.0, "direct", 2, 1.1)):
+                record = make_record(case, round=number, eff=eff * factor)
+                record.update(rtt_ms=rtt, via=via, workers=workers, variant=(rtt, via, workers) != (0.0, "direct", 1))
+                records.append(record)
+    table = setup_table(records)
+    assert table is not None
+    assert table.setups == ["0 ms", "5 ms", "0 ms + PgBouncer", "0 ms, 2 workers"]
+    assert set(table.rows) == {"lookup/sync/psycopg2", "lookup/async/asyncpg"}
+    text = write_report(write_folder(tmp_path / "run", records, make_run(records))).read_text()
+    assert "## The production shape" in text and "| 0 ms, 2 workers |" in text
+    assert setup_table([r for r in records if not r.get("variant")]) is None

@@ -362,14 +362,17 @@ def test_readme_says_what_a_user_sees_when_things_fail() -> None:
     assert text.index("## Failure behaviour") < text.index("## Layout")
 
 
+NEEDS_A_SERVICE = "--db-rtt, --rtt-levels, --pgbouncer and --worker-levels (or a profile that uses them) need a service"
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--db-rtt", "-1"], "--db-rtt takes milliseconds from 0 to 100, got '-1'"),
     (["--db-rtt", "abc"], "--db-rtt takes milliseconds from 0 to 100, got 'abc'"),
     (["--db-rtt", "101"], "--db-rtt takes milliseconds from 0 to 100, got '101'"),
     (["--rtt-levels", "0,1,x"], "--rtt-levels takes milliseconds from 0 to 100, got 'x'"),
     (["--rtt-levels", "1", "--workload", "wait"], "--rtt-levels measures lookup, report and write"),
-    (["--db-rtt", "1", "--target", "http://127.0.0.1:9"], "--db-rtt, --rtt-levels, --pgbouncer and --worker-levels (or a profile that uses them) need a service"),
-    (["--pgbouncer", "--target", "http://127.0.0.1:9"], "--db-rtt, --rtt-levels, --pgbouncer and --worker-levels (or a profile that uses them) need a service"),
+    (["--db-rtt", "1", "--target", "http://127.0.0.1:9"], NEEDS_A_SERVICE),
+    (["--pgbouncer", "--target", "http://127.0.0.1:9"], NEEDS_A_SERVICE),
     (["--pgbouncer", "--workload", "wait"], "--pgbouncer and --worker-levels measure the Postgres cases; none is selected"),
     (["--worker-levels", "1,x"], "--worker-levels takes comma-separated integers, got '1,x'"),
     (["--worker-levels", "0,2"], "--worker-levels takes worker counts from 1 to 16, got '0,2'"),

@@ -175,7 +175,8 @@ def test_the_production_shape_lines_up_every_setup(tmp_path: Path) -> None:
             for rtt, via, workers, factor in ((0.0, "direct", 1, 1.0), (5.0, "direct", 1, 0.5), (0.0, "pgbouncer", 1, 0.9),
                                               (0.0, "direct", 2, 1.1)):
                 record = make_record(case, round=number, eff=eff * factor)
-                record.update(rtt_ms=rtt, via=via, workers=workers, variant=(rtt, via, workers) != (0.0, "direct", 1))
+                record["rtt_ms"], record["via"], record["workers"] = rtt, via, workers
+                record["variant"] = (rtt, via, workers) != (0.0, "direct", 1)
                 records.append(record)
     table = setup_table(records)
     assert table is not None

@@ -73,7 +73,7 @@ def locate(database_url: str | None, embedded_root: Path | None = None) -> Datab
 
 def create_database(url: str) -> bool:
     """Create the database ``url`` names, through the server's ``postgres`` database; True if created."""
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    name = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
     try:
         with psycopg.connect(url, connect_timeout=5):
             return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Engine, create_engine, pool, text
 
 from db.url import with_driver
 
@@ -50,7 +50,8 @@ _SEED = (
 )
 
 
-def _engine(url: str):  # noqa: ANN202 - a short-lived Engine
+def _engine(url: str) -> Engine:
+    """A short-lived engine: no pool, each use connects."""
     return create_engine(with_driver(url, "postgresql+psycopg2"), poolclass=pool.NullPool)
 
 

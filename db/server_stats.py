@@ -181,18 +181,17 @@ class ServerStats:
         if row is None:
             raise LookupError(f"no database {self.database!r} in pg_stat_database")
         commits, rollbacks, sessions, pids = row
-        cpu: dict[int, float] | None = {}
+        cpu: dict[int, float] = {}
+        local = bool(pids) or _PROC.exists()
         for pid in pids:
             seconds = backend_cpu_seconds(pid)
             if seconds is None:
                 if (_PROC / str(pid)).exists():  # a process, but not a Postgres of this machine
-                    cpu = None
+                    local = False
                     break
                 continue  # exited since the query
             cpu[pid] = seconds
-        if not pids and not _PROC.exists():
-            cpu = None
-        return Snapshot(time.monotonic(), Counters(commits, rollbacks, sessions), cpu)
+        return Snapshot(time.monotonic(), Counters(commits, rollbacks, sessions), cpu if local else None)
 
     def backends(self) -> int:
         """Client backends connected to the database now (of ``application``, if given)."""

@@ -10,7 +10,7 @@ With ``driver_defaults`` the pool keeps its default reset.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 
@@ -22,6 +22,12 @@ from db.drivers.base import ConnectionConfig, lost_prepared_statement, unavailab
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
                       asyncpg.TooManyConnectionsError)
 _MIN_POLICY = "opened at start; a lost connection is reopened by the next acquire; idle ones above min close after 300 s"
+
+
+class _StatementCache(TypedDict, total=False):
+    """``create_pool``'s cache keyword, left out to keep asyncpg's default."""
+
+    statement_cache_size: int
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -49,13 +55,14 @@ class AsyncpgDatabase:
             self._pool = await self._create_pool(0)
 
     def _create_pool(self, min_size: int) -> Any:
+        cache: _StatementCache = {} if self.config.prepared_statements else {"statement_cache_size": 0}
         return asyncpg.create_pool(
             self.config.url,
             min_size=min_size,
             max_size=self.config.pool.max,
             timeout=self.config.connect_timeout,
             reset=None if self.config.driver_defaults else _keep_session,
-            **({} if self.config.prepared_statements else {"statement_cache_size": 0}),
+            **cache,
             server_settings={
                 "statement_timeout": str(self.config.statement_timeout_ms),
                 "application_name": self.config.application_name,

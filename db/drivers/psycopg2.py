@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 import psycopg2
@@ -66,7 +66,7 @@ class Psycopg2Database:
 
     async def start(self) -> None:
         self._pool = QueuePool(
-            self._connect,
+            self._connect,  # type: ignore[arg-type]  # psycopg2's stubs lack the __getattr__ of SQLAlchemy's DBAPIConnection protocol
             pool_size=self.config.pool.max,
             max_overflow=0,
             timeout=self.config.acquire_timeout,
@@ -103,7 +103,8 @@ class Psycopg2Database:
             raise unavailable(self.config, exc, "pool_timeout") from exc
         except _CONNECTION_ERRORS as exc:
             raise unavailable(self.config, exc) from exc
-        connection = fairy.dbapi_connection
+        # What _connect returned (SQLAlchemy types it as its DBAPI protocol, None once the fairy is closed).
+        connection = cast(psycopg2.extensions.connection, fairy.dbapi_connection)
         try:
             yield connection
         except _CONNECTION_ERRORS as exc:

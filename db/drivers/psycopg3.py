@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio.to_thread
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from db import queries
@@ -81,7 +81,7 @@ class _LastConnect:
         last = self
         if issubclass(base, psycopg.AsyncConnection):
 
-            class AsyncTracked(base):  # type: ignore[misc, valid-type]
+            class AsyncTracked(base):  # type: ignore[misc]  # subclasses the connection class the pool was given, a type[Any]
                 @classmethod
                 async def connect(cls, *args: Any, **kwargs: Any) -> Any:
                     started = time.monotonic()
@@ -95,7 +95,7 @@ class _LastConnect:
 
             return AsyncTracked
 
-        class Tracked(base):  # type: ignore[misc, valid-type]
+        class Tracked(base):  # type: ignore[misc]  # subclasses the connection class the pool was given, a type[Any]
             @classmethod
             def connect(cls, *args: Any, **kwargs: Any) -> Any:
                 started = time.monotonic()
@@ -109,7 +109,7 @@ class _LastConnect:
 
         return Tracked
 
-    def wait(self, config: ConnectionConfig, pool: ConnectionPool | AsyncConnectionPool) -> float:
+    def wait(self, config: ConnectionConfig, pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> float:
         """How long to wait for a connection: briefly while the database is failing and none is idle."""
         if self.error is not None and not pool.get_stats().get("pool_available", 0):
             return min(_DOWN_WAIT, config.acquire_timeout)
@@ -144,7 +144,7 @@ def _pool_kwargs(config: ConnectionConfig, last_connect: _LastConnect, base: typ
     }
 
 
-def _pool_info(config: ConnectionConfig, pool: ConnectionPool | AsyncConnectionPool | None, kind: str) -> dict[str, Any]:
+def _pool_info(config: ConnectionConfig, pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None, kind: str) -> dict[str, Any]:
     live = {}
     if pool is not None:
         stats = pool.get_stats()
@@ -163,14 +163,14 @@ class Psycopg3Database:
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool[psycopg.Connection[DictRow]] | None = None
         self._last_connect = _LastConnect()
 
     async def start(self) -> None:
         # open(wait=False) fills the pool in the background, so a database that is down at
         # start-up does not stop the service: requests answer 503 until it is back.
-        self._pool = ConnectionPool(**_pool_kwargs(self.config, self._last_connect, psycopg.Connection, self._check))
-        await anyio.to_thread.run_sync(lambda: self._pool.open(wait=False))
+        self._pool = pool = ConnectionPool(**_pool_kwargs(self.config, self._last_connect, psycopg.Connection, self._check))
+        await anyio.to_thread.run_sync(lambda: pool.open(wait=False))
 
     def _check(self, connection: psycopg.Connection[Any]) -> None:
         if _closed_by_server(connection):
@@ -233,7 +233,7 @@ class AsyncPsycopg3Database:
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._last_connect = _LastConnect()
 
     async def start(self) -> None:

@@ -30,7 +30,7 @@ import anyio.to_thread
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 
 from db import queries
 from db.drivers.base import QUERY_CANCELED, ConnectionConfig, lost_prepared_statement, open_connections, refused_by_server, sqlstate, unavailable
@@ -52,7 +52,9 @@ _CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceE
 def _drop_closed_asyncpg_on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
     """The async engine's ``checkout`` hook: asyncpg notices a closed socket as soon as the event
     loop does, so a closed connection is just ``is_closed()``; see ``drop_closed_on_checkout``."""
-    if record.driver_connection.is_closed():
+    connection = record.driver_connection
+    assert connection is not None, "a connection being checked out is open"
+    if connection.is_closed():
         raise sqlalchemy.exc.InvalidatePoolError("the server closed this pooled connection")
 
 
@@ -78,7 +80,8 @@ def _engine_kwargs(config: ConnectionConfig) -> dict[str, Any]:
 
 def _pool_info(config: ConnectionConfig, engine: Engine | AsyncEngine | None, kind: str) -> dict[str, Any]:
     pool = engine.pool if engine is not None else None
-    live = {"open": pool.checkedin() + pool.checkedout(), "in_use": pool.checkedout()} if pool is not None else {}
+    # Both engines get a QueuePool (an AsyncAdaptedQueuePool for the async one): pool_size is set.
+    live = {"open": pool.checkedin() + pool.checkedout(), "in_use": pool.checkedout()} if isinstance(pool, QueuePool) else {}
     return config.pool_info(kind, QUEUEPOOL_MIN_POLICY, **live)
 
 
@@ -116,9 +119,12 @@ class SqlalchemyDatabase:
     def pool_info(self) -> dict[str, Any]:
         return _pool_info(self.config, self._engine, "sqlalchemy QueuePool")
 
+    def _started(self) -> Engine:
+        assert self._engine is not None, "driver not started"
+        return self._engine
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        assert self._engine is not None, "driver not started"
         try:
             yield
         except sqlalchemy.exc.TimeoutError as exc:
@@ -129,17 +135,17 @@ class SqlalchemyDatabase:
             raise unavailable(self.config, exc) from exc
 
     def pg_sleep(self, seconds: float) -> float:
-        with self._errors(), self._engine.connect() as connection:
+        with self._errors(), self._started().connect() as connection:
             connection.execute(_PG_SLEEP, {"seconds": seconds})
         return seconds
 
     def lookup(self, item_id: int) -> dict[str, Any] | None:
-        with self._errors(), self._engine.connect() as connection:
+        with self._errors(), self._started().connect() as connection:
             row = connection.execute(_LOOKUP, {"item_id": item_id}).mappings().first()
         return dict(row) if row else None
 
     def report(self, category: int) -> list[dict[str, Any]]:
-        with self._errors(), self._engine.connect() as connection:
+        with self._errors(), self._started().connect() as connection:
             return [dict(row) for row in connection.execute(_REPORT, {"category": category}).mappings()]
 
     def write(self, slot: int, note: str) -> dict[str, Any]:
@@ -201,9 +207,12 @@ class AsyncSqlalchemyDatabase:
     def pool_info(self) -> dict[str, Any]:
         return _pool_info(self.config, self._engine, "sqlalchemy AsyncAdaptedQueuePool")
 
+    def _started(self) -> AsyncEngine:
+        assert self._engine is not None, "driver not started"
+        return self._engine
+
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
-        assert self._engine is not None, "driver not started"
         try:
             yield
         except sqlalchemy.exc.TimeoutError as exc:
@@ -214,17 +223,17 @@ class AsyncSqlalchemyDatabase:
             raise unavailable(self.config, exc, pgbouncer_setting=self.pgbouncer_setting) from exc
 
     async def pg_sleep(self, seconds: float) -> float:
-        async with self._errors(), self._engine.connect() as connection:
+        async with self._errors(), self._started().connect() as connection:
             await connection.execute(_PG_SLEEP, {"seconds": seconds})
         return seconds
 
     async def lookup(self, item_id: int) -> dict[str, Any] | None:
-        async with self._errors(), self._engine.connect() as connection:
+        async with self._errors(), self._started().connect() as connection:
             row = (await connection.execute(_LOOKUP, {"item_id": item_id})).mappings().first()
         return dict(row) if row else None
 
     async def report(self, category: int) -> list[dict[str, Any]]:
-        async with self._errors(), self._engine.connect() as connection:
+        async with self._errors(), self._started().connect() as connection:
             return [dict(row) for row in (await connection.execute(_REPORT, {"category": category})).mappings()]
 
     async def write(self, slot: int, note: str) -> dict[str, Any]:

@@ -288,7 +288,7 @@ async def run_trial(factory: DatabaseFactory, config: ConnectionConfig, expected
 
 
 def _setting_words(database: Database, config: ConnectionConfig) -> str:
-    pgbouncer_setting = getattr(database, "pgbouncer_setting", None)
+    pgbouncer_setting: str | None = getattr(database, "pgbouncer_setting", None)
     if config.prepared_statements or pgbouncer_setting is None:
         return "driver default"
     return pgbouncer_setting

@@ -41,7 +41,8 @@ class Upstream:
     def from_url(cls, database_url: str) -> Upstream:
         """The parts of ``database_url`` (a ``postgresql://`` URL; a SQLAlchemy ``+driver`` is fine)."""
         scheme, sep, rest = database_url.partition("://")
-        params = conninfo_to_dict(f"{scheme.split('+')[0]}{sep}{rest}")
+        # Parsed from a URL, every value is a string (psycopg's type also allows the ints of keywords).
+        params = {key: str(value) for key, value in conninfo_to_dict(f"{scheme.split('+')[0]}{sep}{rest}").items() if value is not None}
         host = params.get("host") or params.get("hostaddr")
         if not host or "," in host:
             raise ValueError("PgBouncer needs a database URL with one host (a name, an address or a socket folder)")

@@ -340,9 +340,16 @@ def main_command(
         _check_run_folder(compare, "--compare")
     if out is not None and (out / RESULTS).exists():
         raise fail(f"--out {out} already holds a run; choose a new folder (runs are never mixed)")
-    overrides = {"seconds": seconds, "concurrency": concurrency, "threadpool_tokens": threadpool_tokens, "pool_max": pool_max,
-                 "workers": workers, "db_rtt_ms": base_rtt}
-    profile = dataclasses.replace(PROFILES[profile_name], **{k: v for k, v in overrides.items() if v is not None})
+    preset = PROFILES[profile_name]
+    profile = dataclasses.replace(
+        preset,
+        seconds=preset.seconds if seconds is None else seconds,
+        concurrency=preset.concurrency if concurrency is None else concurrency,
+        threadpool_tokens=preset.threadpool_tokens if threadpool_tokens is None else threadpool_tokens,
+        pool_max=preset.pool_max if pool_max is None else pool_max,
+        workers=preset.workers if workers is None else workers,
+        db_rtt_ms=preset.db_rtt_ms if base_rtt is None else base_rtt,
+    )
     if repeat is not None or max_repeat is not None:
         rounds = repeat or profile.repeat
         profile = dataclasses.replace(profile, repeat=rounds, max_repeat=max(rounds, max_repeat or profile.max_repeat))

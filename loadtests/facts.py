@@ -245,7 +245,7 @@ class SetupTable:
 
     def best(self, setup: str) -> str | None:
         """The case with the highest throughput in ``setup``."""
-        found = {case: by[setup].rps.center for case, by in self.rows.items() if setup in by and by[setup].rps}
+        found = {case: rps.center for case, by in self.rows.items() if setup in by and (rps := by[setup].rps)}
         return max(found, key=lambda case: found[case]) if found else None
 
 
@@ -314,6 +314,7 @@ def shape_warnings(run: dict[str, Any]) -> list[str]:
     declared = (run.get("profile") or {}).get("declared") or {}
     warnings = []
     for index, server in enumerate(run.get("servers") or []):
+        pools: set[Any]  # run.json's values, as JSON gave them
         tokens, pools = server.get("threadpool_tokens"), {p.get("max") for p in (server.get("pools") or {}).values() if isinstance(p, dict)}
         if declared.get("threadpool_tokens") not in (None, tokens):
             warnings.append(f"server {index} ran {tokens} threadpool tokens; the profile declares {declared['threadpool_tokens']}")

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from app.catalogue import SCENARIOS_BY_ID, Scenario
 from loadtests.model import CPU_BUSY, MODEL_BAND, ServerShape, capacity
-from loadtests.results import Record, is_main, predicted_rps, successful_rps, too_many_errors
+from loadtests.results import Record, is_main, ping_count, predicted_rps, successful_rps, too_many_errors
 from loadtests.stats import Interval, interval, median, ratio_interval
 from loadtests.summary import ping_p50
 
@@ -276,7 +276,7 @@ def unusable(record: Record, metric: Metric) -> str | None:
         ab = record.get("ab") or {}
         bad = int(ab.get("failed") or 0) + int(ab.get("non_2xx") or 0)
         return f"`{record['case']}` had {bad} failed or non-2xx responses of {ab.get('requests')}"
-    if metric == "ping_p50_ms" and (record.get("ping") or {}).get("count", 0) < MIN_PING_SAMPLES:
+    if metric == "ping_p50_ms" and ping_count(record) < MIN_PING_SAMPLES:
         return f"`{record['case']}` has fewer than {MIN_PING_SAMPLES} /ping samples"
     if value(record, metric) is None:
         return f"`{record['case']}` has no {metric}"

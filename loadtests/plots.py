@@ -116,7 +116,8 @@ def _per_case(path: Path, cases: list[CaseSummary], measure: Callable[[CaseSumma
     columns = _columns(_panels(cases))
     height = max(3.5, max(sum(len(rows) + 2 for _, rows in col) for col in columns) * ROW_INCHES + 1.2)
     fig = plt.figure(figsize=(13 if len(columns) > 1 else 8, height), layout="constrained")
-    subfigs: list[Figure | SubFigure] = list(fig.subfigures(1, len(columns))) if len(columns) > 1 else [fig]
+    # squeeze=False: a row of subfigures whatever its length (its type is then an array, not a union).
+    subfigs: list[Figure | SubFigure] = list(fig.subfigures(1, len(columns), squeeze=False)[0]) if len(columns) > 1 else [fig]
     values: list[float] = []
     for case in cases:
         if found := measure(case):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def ci(found: Interval | None, ratio: bool = False) -> str:
     """``center [low, high]``; one value gives no interval, and says so."""
     if found is None:
         return "-"
-    fmt = globals()["ratio"] if ratio else quantity
+    fmt: Callable[[float | None], str] = globals()["ratio"] if ratio else quantity  # the argument hides ratio()
     if not found.bounded:
         return f"{fmt(found.center)} (1 round)"
     return f"{fmt(found.center)} [{fmt(found.low)}, {fmt(found.high)}]"
@@ -68,8 +69,8 @@ def center(found: Interval | None) -> float | None:
 
 
 def oneline(text: Any, limit: int = 10_000) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
 def cell(text: Any, limit: int = 10_000) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from loadtests.probe import PingSummary
+from loadtests.work import WirePerRequest
 
 RESULTS = "results.jsonl"
 RUN = "run.json"
@@ -75,7 +76,7 @@ class Record(TypedDict, total=False):
     cpu: dict[str, Any] | None  # work.CpuPerRequest.to_dict() during the ab run: service, Postgres, ab
     calibration_cpu: dict[str, Any] | None  # the same during the warm-up: what the prediction used
     cpu_utilisation: float | None  # service CPU seconds / wall seconds during the ab run
-    wire: dict[str, Any] | None  # work.WirePerRequest: round trips, statements, Parses, sessions per request
+    wire: WirePerRequest | None  # round trips, statements, Parses, sessions per request
 
 
 def is_main(record: Record) -> bool:
@@ -111,6 +112,12 @@ def error_share(record: Record) -> float | None:
 def too_many_errors(record: Record) -> bool:
     share = error_share(record)
     return share is not None and share > MAX_ERROR_SHARE
+
+
+def ping_count(record: Record) -> int:
+    """How many /ping probes answered during the measurement (0 without a probe)."""
+    ping = record.get("ping")
+    return ping.get("count", 0) if ping else 0
 
 
 def predicted_rps(record: Record | None) -> float | None:

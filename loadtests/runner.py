@@ -39,7 +39,7 @@ from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
 from loadtests.model import Prediction, ServerShape, capacity, efficiency, predict
 from loadtests.probe import PingProbe, Uncontended, measure_uncontended
 from loadtests.profiles import Case, Profile
-from loadtests.results import Record, RunFolder, successful_rps
+from loadtests.results import Record, RunFolder, ping_count, successful_rps
 from loadtests.server import ServiceProcess, tail
 from loadtests.stats import median
 from loadtests.work import CpuMeter, CpuPerRequest, WirePerRequest, count_work, open_server_stats
@@ -422,10 +422,11 @@ class Harness:
             warm, calibration = self._warm_up(url, first, job.concurrency, served)
             prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape, hold_s=single.server_s,
                                  cpu=calibration)
-            record.update(uncontended_ms=single.latency_s * 1000, model=prediction.to_dict(),
-                          server_ms=single.server_s * 1000 if single.server_s else None,
-                          calibration_cpu=calibration.to_dict() if calibration else None,
-                          wire=self.wire.get(job.case.key) if job.via == "direct" else None)
+            record["uncontended_ms"] = single.latency_s * 1000
+            record["model"] = prediction.to_dict()
+            record["server_ms"] = single.server_s * 1000 if single.server_s else None
+            record["calibration_cpu"] = calibration.to_dict() if calibration else None
+            record["wire"] = self.wire.get(job.case.key) if job.via == "direct" else None
             # Sized by what earlier rounds measured, else by the warm-up, never by the prediction: a
             # CPU-bound case can fall far short of Little's law, and a run sized by it would last minutes.
             measured_before = median([r for rec in self.records if rec["case"] == job.case.key
@@ -433,7 +434,8 @@ class Harness:
             rate = measured_before or min(prediction.rps, warm or prediction.rps)
             requests = requests_for(self.profile, rate, job.concurrency, self.requests)
             prediction = prediction.for_run(requests)
-            record.update(requests=requests, model=prediction.to_dict())
+            record["requests"] = requests
+            record["model"] = prediction.to_dict()
             # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
             expected_s = requests / rate
             timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / rate))
@@ -443,7 +445,8 @@ class Harness:
                 result = run_ab(url, requests, job.concurrency, keepalive=self.keepalive, timeout_s=timeout_s,
                                 time_limit_s=max(60.0, 4 * expected_s + timeout_s))
             wall = time.monotonic() - wall_before
-            record.update(ab=result.to_dict(), ping=probe.summary())
+            record["ab"] = result.to_dict()
+            record["ping"] = probe.summary()
             record["efficiency"] = efficiency(successful_rps(record), prediction)
             if served.pgbouncer is not None:
                 record["pgbouncer"] = pgbouncer_pools(served.pgbouncer)
@@ -479,11 +482,12 @@ def summary_line(record: Record) -> str:
     head = escape(f"r{record.get('round', 0) + 1} {record['case']:<44}") + f" c={record.get('concurrency'):<4}"
     if record.get("error"):
         return f"{head} [red]error[/red]: {escape(str(record['error'])[:160])}"
-    ab, model, ping = record.get("ab") or {}, record.get("model") or {}, record.get("ping") or {}
+    ab, model, ping = record.get("ab") or {}, record.get("model") or {}, record.get("ping")
     bad = int(ab.get("failed") or 0) + int(ab.get("non_2xx") or 0)
     eff = f"{record['efficiency']:.0%}" if record.get("efficiency") else "-"
-    p50 = f"{ping['p50_ms']:.1f}" if ping.get("p50_ms") is not None else "-"
+    p50_ms = ping.get("p50_ms") if ping else None
+    p50 = f"{p50_ms:.1f}" if p50_ms is not None else "-"
     rps = successful_rps(record) or 0.0
     failures = f" [red]{bad} failed/non-2xx[/red]" if bad else ""
     return (f"{head} n={ab.get('requests'):<6} {rps:>8.1f} rps  predicted {model.get('rps', 0):>8.1f} "
-            f"({model.get('bound')}) eff {eff:>5}  /ping p50 {p50} ms ({ping.get('count', 0)}){failures}")
+            f"({model.get('bound')}) eff {eff:>5}  /ping p50 {p50} ms ({ping_count(record)}){failures}")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from loadtests.results import MAX_ERROR_SHARE, Record, error_share, is_main, predicted_rps, successful_rps
+from loadtests.results import MAX_ERROR_SHARE, Record, error_share, is_main, ping_count, predicted_rps, successful_rps
 from loadtests.stats import Interval, interval, median, outliers
+from loadtests.work import WirePerRequest
 
 
 def _ab(field: str) -> Callable[[Record], float | None]:
@@ -21,9 +22,10 @@ def _ab(field: str) -> Callable[[Record], float | None]:
     return value
 
 
-def _ping(field: str) -> Callable[[Record], float | None]:
+def _ping(field: Literal["p50_ms", "p90_ms"]) -> Callable[[Record], float | None]:
     def value(record: Record) -> float | None:
-        found = (record.get("ping") or {}).get(field)
+        ping = record.get("ping")
+        found = ping.get(field) if ping else None
         return found if isinstance(found, int | float) and found > 0 else None
     return value
 
@@ -118,7 +120,7 @@ class CaseSummary:
 
     @property
     def ping_samples(self) -> int:
-        return sum((r.get("ping") or {}).get("count", 0) for r in self.records)
+        return sum(ping_count(r) for r in self.records)
 
     @property
     def predicted_rps(self) -> float | None:
@@ -169,7 +171,7 @@ class CaseSummary:
         return self._sessions("closed_sessions")
 
     @property
-    def wire(self) -> dict[str, Any] | None:
+    def wire(self) -> WirePerRequest | None:
         """Round trips, statements, Parses and sessions per request, counted once through the wire proxy."""
         return next((w for r in self.records if (w := r.get("wire"))), None)
 

@@ -11,8 +11,9 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import psycopg
 import pytest
@@ -27,7 +28,17 @@ from db.embedded import EmbeddedPostgres
 from db.url import LOCAL_SERVER_URL, with_database
 from loadtests.server import ServiceProcess
 
-TEST_SEED = {"seed_rows": 2_000, "customers": 50, "categories": 5, "write_slots": 100}
+
+class Seed(TypedDict):
+    """The data set's shape, as Settings names it."""
+
+    seed_rows: int
+    customers: int
+    categories: int
+    write_slots: int
+
+
+TEST_SEED: Seed = {"seed_rows": 2_000, "customers": 50, "categories": 5, "write_slots": 100}
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +65,13 @@ def create_test_database(server_url: str) -> str:
 
 
 def drop_test_database(server_url: str, url: str) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    name = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")
-def empty_database_factory(pg_server: str) -> Iterator[object]:
+def empty_database_factory(pg_server: str) -> Iterator[Callable[[], str]]:
     """Call it to get the URL of a new empty database; all are dropped at the end of the session."""
     created: list[str] = []
 
@@ -74,10 +85,11 @@ def empty_database_factory(pg_server: str) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def settings(empty_database_factory, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
+def settings(empty_database_factory: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of a migrated, seeded test database with small pools and a small data set."""
+    url = empty_database_factory()
     settings = Settings(
-        database_url=empty_database_factory(),
+        database_url=url,
         data_dir=tmp_path_factory.mktemp("data"),
         pool_min=1,
         pool_max=5,
@@ -86,7 +98,7 @@ def settings(empty_database_factory, tmp_path_factory: pytest.TempPathFactory) -
         port=0,
         **TEST_SEED,
     )
-    prepare(settings.database_url, settings)
+    prepare(url, settings)
     return settings
 
 

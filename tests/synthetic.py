@@ -81,7 +81,8 @@ def make_record(
         "cpu_utilisation": cpu_util, "started": "2026-11-25T18:00:00+00:00", "duration_s": 1.2, "error": None,
     }
     if error:
-        record.update(ab=None, efficiency=None, ping=None, cpu_utilisation=None, error=error)
+        record["ab"] = record["efficiency"] = record["ping"] = record["cpu_utilisation"] = None
+        record["error"] = error
     return record
 
 

@@ -46,7 +46,7 @@ class TcpProxy:
 
     # --- controls (called from the test's thread) ----------------------------------------------
 
-    def start(self) -> TcpProxy:
+    def start(self) -> Self:
         self._thread.start()
         self._call(self._listen())
         return self

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from app.catalogue import SCENARIOS
 from app.settings import Settings
-from db.url import libpq_url
 
 WAIT_PATHS = [s.path for s in SCENARIOS if s.workload.name in {"wait", "pg_sleep"}]
 LOOKUP_PATHS = [s.path for s in SCENARIOS if s.workload.name == "lookup"]
@@ -191,10 +190,11 @@ INJECTIONS = ["'; DROP TABLE items; --", "1 OR 1=1", "x'); DELETE FROM writes; -
 
 
 def _items_count(settings: Settings) -> int:
-    with psycopg.connect(libpq_url(settings.database_url)) as connection:
+    with psycopg.connect(settings.url) as connection:
         row = connection.execute("SELECT count(*) FROM items").fetchone()
     assert row is not None
-    return row[0]
+    count: int = row[0]
+    return count
 
 
 @pytest.mark.parametrize("path", WRITE_PATHS)
@@ -204,7 +204,7 @@ def test_injection_in_note_is_stored_literally(client: TestClient, settings: Set
         response = client.get(path, params={"slot": slot, "note": note})
         assert response.status_code == 200, response.text
         assert response.json()["result"]["note"] == note
-        with psycopg.connect(libpq_url(settings.database_url)) as connection:
+        with psycopg.connect(settings.url) as connection:
             stored = connection.execute("SELECT note FROM writes WHERE slot = %s", (slot,)).fetchone()
             tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert stored == (note,)

@@ -88,7 +88,8 @@ def _resolved(variables: tuple[tuple[str, str], ...], env_file: Path | None) -> 
 
 def compose(variables: dict[str, str] | None = None, env_file: Path | None = None) -> dict[str, Any]:
     """The project as Docker Compose resolves it: interpolated, validated, normalised."""
-    return json.loads(_resolved(tuple(sorted((variables or {}).items())), env_file))
+    resolved: dict[str, Any] = json.loads(_resolved(tuple(sorted((variables or {}).items())), env_file))
+    return resolved
 
 
 def interpolation_defaults(text: str) -> dict[str, str]:
@@ -104,7 +105,8 @@ ENV_EXAMPLE_VALUES = {key: value or "" for key, value in dotenv_values(ENV_EXAMP
 
 
 def service(name: str, variables: dict[str, str] | None = None) -> dict[str, Any]:
-    return compose(variables)["services"][name]
+    found: dict[str, Any] = compose(variables)["services"][name]
+    return found
 
 
 def environment(svc: dict[str, Any]) -> dict[str, str]:
@@ -221,7 +223,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     try:
-        return Settings(_env_file=None)  # type: ignore[call-arg]
+        return Settings(_env_file=None)
     finally:
         for key in env:
             monkeypatch.delenv(key, raising=False)
@@ -413,9 +415,10 @@ def test_compose_interpolation_defaults_are_the_settings_defaults(clean_env: pyt
     assert defaults, "expected ${IOBENCH_...:-default} tunables in the app service"
     assert set(PROFILE_SHAPED) <= set(defaults)
     configured = settings_from(defaults, clean_env)
-    builtin = Settings(_env_file=None)  # type: ignore[call-arg]
+    builtin = Settings(_env_file=None)
     for key in defaults:
         field = setting_field(key)
+        assert field is not None
         if key in PROFILE_SHAPED:
             expected = getattr(PROFILES["default"], PROFILE_SHAPED[key])
             assert getattr(configured, field) == expected, f"{key}: compose default differs from the default profile"
@@ -688,9 +691,10 @@ def test_env_example_keys_are_settings_with_their_default_values(clean_env: pyte
     assert not unknown, f".env.example keys that are not settings: {unknown}"
     app_env = {key: value for key, value in ENV_EXAMPLE_VALUES.items() if setting_field(key)}
     documented = settings_from(app_env, clean_env)
-    builtin = Settings(_env_file=None)  # type: ignore[call-arg]
+    builtin = Settings(_env_file=None)
     for key in app_env:
         field = setting_field(key)
+        assert field is not None
         assert getattr(documented, field) == getattr(builtin, field), f"{key} is not the default in .env.example"
     # The compose-only values in .env.example are the ones compose falls back to.
     defaults = interpolation_defaults(COMPOSE_FILE.read_text())
@@ -822,7 +826,8 @@ def test_the_pgbouncer_entrypoint_config_runs_on_the_real_pgbouncer(empty_databa
 
     binary = _pgbouncer_binary()
     database_url = empty_database_factory()
-    server = psycopg.conninfo.conninfo_to_dict(database_url)
+    # Parsed from a URL, every value is a string (psycopg's type also allows the ints of keywords).
+    server = {key: str(value) for key, value in psycopg.conninfo.conninfo_to_dict(database_url).items() if value is not None}
     password = "it's\"secret\""
     folder = Path(tempfile.mkdtemp(prefix="iobench-pgbouncer-compose-"))
     port = free_port()

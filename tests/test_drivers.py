@@ -11,7 +11,7 @@ import inspect
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, overload
 
 import asyncpg
 import psycopg
@@ -29,7 +29,7 @@ from db import queries
 from db.drivers.base import DriverInstance
 from db.queries import Query
 from db.seed import REGIONS
-from db.url import libpq_url, with_driver
+from db.url import with_driver
 
 DB_DRIVERS = [driver for driver in DRIVERS if driver.pooled]
 DRIVER_NAMES = [driver.name for driver in DB_DRIVERS]
@@ -91,6 +91,14 @@ def normalised(row: dict[str, Any] | None) -> dict[str, Any] | None:
             value = value.astimezone(UTC)
         out[key] = value
     return out
+
+
+@overload
+def typed(row: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@overload
+def typed(row: None) -> None: ...
 
 
 def typed(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -157,12 +165,12 @@ async def test_report_of_an_empty_category_is_empty_everywhere(drivers: dict[str
 
 
 def _writes_row(settings: Settings, slot: int) -> tuple[Any, ...] | None:
-    with psycopg.connect(libpq_url(settings.database_url)) as connection:
+    with psycopg.connect(settings.url) as connection:
         return connection.execute("SELECT slot, note, hits FROM writes WHERE slot = %s", (slot,)).fetchone()
 
 
 def _delete_slots(settings: Settings, first: int, last: int) -> None:
-    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as connection:
+    with psycopg.connect(settings.url, autocommit=True) as connection:
         connection.execute("DELETE FROM writes WHERE slot BETWEEN %s AND %s", (first, last))
 
 
@@ -283,7 +291,7 @@ async def test_converted_query_runs_the_same_on_every_driver(settings: Settings)
     query = Query("SELECT :a::int % 3 AS r, :b::text AS b, :a::int + 1 AS s, '100%' AS lit")
     values = {"a": 7, "b": "x"}
     expected = (1, "x", 8, "100%")
-    url = libpq_url(settings.database_url)
+    url = settings.url
     with psycopg.connect(url) as connection:
         assert connection.execute(query.pyformat, values).fetchone() == expected
     connection2 = psycopg2.connect(url)
@@ -295,7 +303,9 @@ async def test_converted_query_runs_the_same_on_every_driver(settings: Settings)
         connection2.close()
     connection3 = await asyncpg.connect(url)
     try:
-        assert tuple(await connection3.fetchrow(query.numeric, *query.positional(values))) == expected
+        row = await connection3.fetchrow(query.numeric, *query.positional(values))
+        assert row is not None
+        assert tuple(row) == expected
     finally:
         await connection3.close()
     # SQLAlchemy's text() takes the :name form (casts escaped), on psycopg2 and on asyncpg.

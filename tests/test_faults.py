@@ -600,14 +600,14 @@ async def test_a_cancelled_query_is_stopped_and_rolled_back(
         locker = await psycopg.AsyncConnection.connect(settings.database_url or "", application_name="faults-locker")
         async with locker, locker.transaction():
             await locker.execute("SELECT 1 FROM writes WHERE slot = 3 FOR UPDATE")
-            task = asyncio.create_task(database.write(slot=3, note="cancelled"))
+            write = asyncio.create_task(database.write(slot=3, note="cancelled"))
             await _until(
                 lambda: any(row["wait_event_type"] == "Lock" for row in activity.busy()), 3.0,
                 lambda: f"the write never waited for the lock: {activity.backends()}",
             )
-            task.cancel()
+            write.cancel()
             with pytest.raises(asyncio.CancelledError):
-                await task
+                await write
             await _until(lambda: not activity.busy(), 2.0, lambda: f"left behind by the cancel: {activity.busy()}")
         async with await psycopg.AsyncConnection.connect(settings.database_url or "") as reader:
             note = await (await reader.execute("SELECT note FROM writes WHERE slot = 3")).fetchone()

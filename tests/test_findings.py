@@ -51,7 +51,7 @@ def test_a_shape_that_cannot_show_the_effect_is_not_applicable() -> None:
 def test_a_pass_needs_the_whole_interval_past_the_threshold() -> None:
     verdict = evaluate(ASYNC_WINS, rounds("wait/async/asyncio", "wait/sync/time", (1.0, 0.97, 1.03)), DECLARED)
     assert verdict.status == "pass" and verdict.explained is True and verdict.rounds == 3
-    assert verdict.ratio is not None and verdict.ratio.low >= verdict.threshold
+    assert verdict.ratio is not None and verdict.threshold is not None and verdict.ratio.low >= verdict.threshold
     assert verdict.reason == ASYNC_WINS.why
 
 
@@ -59,7 +59,8 @@ def test_a_fail_needs_the_whole_interval_to_miss() -> None:
     # eff 0.5 on the async side: ratio about 1.3, under sqrt(2.5) = 1.58 all the way.
     records = rounds("wait/async/asyncio", "wait/sync/time", (0.52, 0.5, 0.51))
     verdict = evaluate(ASYNC_WINS, records, DECLARED)
-    assert verdict.status == "fail" and verdict.ratio is not None and verdict.ratio.high < verdict.threshold
+    assert verdict.status == "fail" and verdict.ratio is not None and verdict.threshold is not None
+    assert verdict.ratio.high < verdict.threshold
     assert "bound by clients" in verdict.reason and "by threadpool" in verdict.reason
 
 
@@ -103,12 +104,20 @@ def test_ping_findings_use_the_loop_queue_model() -> None:
                for r, noise in enumerate((1.0, 0.95, 1.05))
                for key, ping in (("file/async-blocking/open[large.bin]", 30.0), ("file/async/aiofiles[large.bin]", 3.5))]
     verdict = evaluate(f4, records, DECLARED)
-    blocking_rps = records[0]["ab"]["successful_per_second"]  # type: ignore[index]
-    assert verdict.predicted_ratio == pytest.approx(loop_queue_ratio(8, blocking_rps, 3.5), rel=0.1)
-    assert verdict.threshold == pytest.approx(math.sqrt(verdict.bar.model_ratio))  # type: ignore[union-attr]
+    blocking = records[0]["ab"]
+    assert blocking is not None
+    assert verdict.predicted_ratio == pytest.approx(loop_queue_ratio(8, blocking["successful_per_second"], 3.5), rel=0.1)
+    assert verdict.bar is not None and verdict.bar.model_ratio is not None
+    assert verdict.threshold == pytest.approx(math.sqrt(verdict.bar.model_ratio))
     assert verdict.status == "pass"
-    too_few = [dict(r, ping={**r["ping"], "count": 5}) for r in records]  # type: ignore[typeddict-item]
-    assert evaluate(f4, too_few, DECLARED).status == "inconclusive"  # type: ignore[arg-type]
+    assert evaluate(f4, [with_pings(r, 5) for r in records], DECLARED).status == "inconclusive"
+
+
+def with_pings(record: Record, count: int) -> Record:
+    """``record`` as if ``count`` /ping probes had answered."""
+    ping = record["ping"]
+    assert ping is not None
+    return {**record, "ping": {**ping, "count": count}}
 
 
 def test_the_synthetic_run_passes_and_exits_0() -> None:

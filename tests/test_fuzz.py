@@ -41,7 +41,7 @@ CONFIG = SchemathesisConfig.from_dict({"checks": {"not_a_server_error": {"expect
 
 # The schema comes from an app that is never started (no database at collection time); the
 # requests go to an app of the same shape on the session's test database (fuzz_client).
-OPENAPI = create_app(Settings(_env_file=None, **SHAPE)).openapi()  # type: ignore[call-arg]
+OPENAPI = create_app(Settings(_env_file=None, **SHAPE)).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG)
 
 
@@ -51,7 +51,7 @@ def fuzz_client(settings: Settings) -> Iterator[asgi.ASGIClient]:
     app = create_app(settings.model_copy(update={**SHAPE, "pool_min": 0, "pool_max": 2}))
     assert app.openapi() == OPENAPI, "the fuzzed schema must be the served one"
     try:
-        with asgi.get_client(app) as client:
+        with asgi.get_client(app) as client:  # type: ignore[arg-type]  # schemathesis types ASGI messages as dict, Starlette as MutableMapping
             yield client
     finally:
         asgi.shutdown_lifespans()  # close the pools now, not at interpreter exit
@@ -59,7 +59,7 @@ def fuzz_client(settings: Settings) -> Iterator[asgi.ASGIClient]:
 
 @schema.parametrize()
 @hypothesis_settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_fuzz(case: schemathesis.Case, fuzz_client: asgi.ASGIClient) -> None:
+def test_fuzz(case: schemathesis.Case[Any], fuzz_client: asgi.ASGIClient) -> None:
     case.call_and_validate(session=fuzz_client)
 
 

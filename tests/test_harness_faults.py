@@ -19,12 +19,13 @@ from typing import Any
 
 import psutil
 import pytest
+import uvicorn
 from typer.testing import CliRunner
 
 from app.settings import Settings
 from loadtests.cli import cli
 from loadtests.errors import EXIT_ENVIRONMENT, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
-from loadtests.results import read_run
+from loadtests.results import Record, read_run
 from loadtests.runner import ServiceDied
 from loadtests.server import ServiceProcess, free_port
 
@@ -68,7 +69,7 @@ class Run:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_for(self, records: int = 1, timeout: float = 60.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def wait_for(self, records: int = 1, timeout: float = 60.0) -> tuple[dict[str, Any], list[Record]]:
         """run.json and results.jsonl once ``records`` measurements are in (the harness still running)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -114,21 +115,22 @@ def runs(tmp_path: Path) -> Iterator[list[Run]]:
         run.kill_servers()
 
 
-def assert_partial(run: Run, code: int, status: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def assert_partial(run: Run, code: int, status: str) -> tuple[dict[str, Any], list[Record]]:
     """What every stopped run keeps: the records so far, run.json's status, a report that says partial."""
     assert code in ((EXIT_SIGINT, EXIT_SIGTERM) if status == "interrupted" else (EXIT_ENVIRONMENT,)), run.output
     meta, records = read_run(run.out)
     assert meta["status"] == status, meta
     assert meta["planned"] == len(SCENARIOS)
     assert 1 <= len(records) < meta["planned"], [r["case"] for r in records]
-    assert records[0]["case"] == SCENARIOS[0] and records[0]["error"] is None and records[0]["ab"]["complete"] == 40
+    first = records[0]
+    assert first["case"] == SCENARIOS[0] and first["error"] is None and first["ab"] is not None and first["ab"]["complete"] == 40
     report = (run.out / "report.md").read_text()
     assert f"partial run: {len(records)} of {meta['planned']} planned measurements (status: {status})" in report
     assert SCENARIOS[0] in report, "the measured case is in the report"
     return meta, records
 
 
-def assert_died_during_last_case(meta: dict[str, Any], records: list[dict[str, Any]], output: str) -> None:
+def assert_died_during_last_case(meta: dict[str, Any], records: list[Record], output: str) -> None:
     last = records[-1]
     assert last["error"] or (last["ab"] and last["ab"]["failed"]), last  # the case that met the dead server is kept
     assert f"the service stopped answering during {last['case']}" in meta["error"], meta["error"]
@@ -239,7 +241,7 @@ def assert_one_line_error(args: list[str], *expected: str, code: int = EXIT_USAG
     return lines[0]
 
 
-BAD_INPUT = {
+BAD_INPUT: dict[str, tuple[list[str], *tuple[str, ...]]] = {
     "unknown scenario": (["--scenario", "wait/sync/tim"], "unknown scenario wait/sync/tim", "did you mean wait/sync/time"),
     "unknown workload": (["--workload", "sleep"], "unknown workload sleep", "pg_sleep"),
     "unknown style": (["--style", "blocking"], "unknown style blocking", "async-blocking"),
@@ -345,7 +347,7 @@ def test_the_service_binds_loopback_by_default(tmp_path: Path, monkeypatch: pyte
             pass
 
     monkeypatch.setattr("db.bootstrap.locate", lambda settings: Database())
-    monkeypatch.setattr(service_cli.uvicorn, "run", lambda *args, **kwargs: bound.update(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: bound.update(kwargs))
     result = CliRunner().invoke(service_cli.cli, ["serve", "--skip-prepare"])
     assert result.exit_code == 0, result.output
     assert bound["host"] == "127.0.0.1"

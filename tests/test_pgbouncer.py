@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, cast
 
 import httpx
 import psutil
@@ -32,7 +33,7 @@ from app.registry import resolve
 from app.settings import Settings
 from db.drivers.base import ConnectionConfig, PoolSize, unavailable
 from db.pgbouncer import INSTALL_HINT, PgBouncerError, PgBouncerMissingError, PgBouncerProcess, find_pgbouncer, pgbouncer_version
-from db.pgbouncer.compatibility import CompatibilityTable, measure_compatibility
+from db.pgbouncer.compatibility import CompatibilityTable, Database, measure_compatibility
 from db.pgbouncer.config import IGNORED_STARTUP_PARAMETERS, PgBouncerConfig, Upstream
 from db.pgbouncer.process import ROOT_RUNS_AS
 from loadtests.server import ServiceProcess
@@ -224,8 +225,9 @@ def test_it_stops_with_its_parent(database_url: str) -> None:
 @needs_pgbouncer
 def test_a_pgbouncer_that_dies_is_seen(database_url: str) -> None:
     with PgBouncerProcess(database_url) as bouncer:
-        assert bouncer.pid is not None
-        os.kill(bouncer.pid, signal.SIGKILL)
+        pid = bouncer.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while bouncer.alive and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -279,7 +281,17 @@ def test_a_port_in_use_fails_with_pgbouncers_own_words(database_url: str) -> Non
 
 # --- which drivers work through it -----------------------------------------------------------------
 
-POOLED = {driver.name: resolve(driver.factory) for driver in DRIVERS if driver.pooled}
+class PooledClass(Protocol):
+    """A pooled driver's class: built from a ConnectionConfig, its kind and PgBouncer setting on the class."""
+
+    kind: str
+    pgbouncer_setting: str | None
+
+    def __call__(self, config: ConnectionConfig) -> Database: ...
+
+
+# resolve() knows only that a factory is callable; a pooled driver's factory is its class.
+POOLED = {driver.name: cast(PooledClass, resolve(driver.factory)) for driver in DRIVERS if driver.pooled}
 #: The catalogue's drivers left at their own transactions and reset ("-defaults" entries).
 DRIVER_DEFAULTS = {driver.name: driver.defaults_of for driver in DRIVERS if driver.pooled and driver.defaults_of}
 #: shared/notes/driver-configs.md, section 5, checked on the wire against PgBouncer 1.18.0 in

@@ -37,8 +37,8 @@ def test_a_pgbouncer_run_reports_compatibility_and_the_cost(empty_database_facto
     assert table["asyncpg"]["setting_needed"] == "statement_cache_size=0" and table["asyncpg"]["works_with_setting"]
     through = [r for r in records if r["via"] == "pgbouncer"]
     assert {r["case"] for r in through} == {"lookup/sync/psycopg2", "lookup/async/asyncpg"}
-    assert all(r["variant"] and not r["error"] and r["ab"]["non_2xx"] == 0 for r in through), "every driver at its setting works"
-    assert all(r["pgbouncer"]["server_connections"] <= r["pgbouncer"]["pool_size"] for r in through)
-    assert all(r["cpu"]["pgbouncer_s"] and r["cpu"]["pgbouncer_s"] > 0 for r in through)
+    assert all(r["variant"] and not r["error"] and r["ab"] and r["ab"]["non_2xx"] == 0 for r in through), "every driver at its setting works"
+    assert all(r["pgbouncer"] and r["pgbouncer"]["server_connections"] <= r["pgbouncer"]["pool_size"] for r in through)
+    assert all(r["cpu"] and r["cpu"]["pgbouncer_s"] and r["cpu"]["pgbouncer_s"] > 0 for r in through)
     report = (out / REPORT).read_text()
     assert "## Through PgBouncer" in report and "`statement_cache_size=0`" in report

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, ViewportSize, expect, sync_playwright
 from synthetic import make_records, make_run, write_folder
 
 from loadtests.findings import evaluate_all
@@ -29,7 +29,7 @@ CHROMIUM = shutil.which("chromium")
 # connections otherwise pile up at every start).
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic"]
-SCREEN = {"width": 1280, "height": 900}
+SCREEN: ViewportSize = {"width": 1280, "height": 900}
 #: Every browser action and expectation gives up after this long (ms), so a hung page fails the test.
 ACTION_TIMEOUT_MS = 15_000
 

@@ -26,7 +26,8 @@ import pytest
 
 from app.catalogue import DATABASE_WORKLOADS, DRIVERS, Driver
 from app.registry import open_driver
-from app.settings import PoolSize, Settings
+from app.settings import Settings
+from db.drivers.base import PoolSize
 from db.wire_proxy import ProxyProcess, WireCounters
 
 WARM_UP = 8  # past psycopg 3's prepare_threshold (5): its 6th run prepares the statement

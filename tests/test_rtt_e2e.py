@@ -36,7 +36,7 @@ def test_an_rtt_sweep_measures_each_level_through_the_proxy_and_reports_the_cros
     by_rtt = {(r["case"], r["rtt_ms"]) for r in records}
     assert by_rtt == {(case, rtt) for case in ("lookup/sync/psycopg2", "lookup/async/asyncpg") for rtt in (0.0, 2.0)}
     far = [r for r in records if r["rtt_ms"] == 2.0]
-    assert all(r["variant"] and r["cpu"]["proxy_s"] and r["cpu"]["proxy_s"] > 0 for r in far), "the proxy's CPU is measured"
+    assert all(r["variant"] and r["cpu"] and r["cpu"]["proxy_s"] and r["cpu"]["proxy_s"] > 0 for r in far), "the proxy's CPU is measured"
     assert all(not r["variant"] for r in records if r["rtt_ms"] == 0.0)
     report = (out / REPORT).read_text()
     assert "## The database a network hop away" in report and "Crossover, measured" in report

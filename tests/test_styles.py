@@ -86,7 +86,8 @@ def _ping_until(url: str, stop: threading.Event, latencies: list[float]) -> None
 
 async def ping_latency_under(http: httpx.AsyncClient, url: str, path: str) -> float:
     """The worst /ping latency while CONCURRENCY requests to ``path`` are being served."""
-    stop, latencies = threading.Event(), []
+    stop = threading.Event()
+    latencies: list[float] = []
     pinger = threading.Thread(target=_ping_until, args=(url, stop, latencies), daemon=True)
     pinger.start()
     try:

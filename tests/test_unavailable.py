@@ -44,7 +44,7 @@ def assert_503(response: httpx.Response, error: str, driver: str) -> dict[str, s
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers.get("retry-after") == "1"
-    body = response.json()
+    body: dict[str, str] = response.json()
     assert set(body) == {"error", "driver", "detail"}, body
     assert body["error"] == error, body
     assert body["driver"] == driver, body
@@ -58,7 +58,7 @@ def assert_503(response: httpx.Response, error: str, driver: str) -> dict[str, s
 @pytest.fixture(scope="module")
 def dead_settings(settings: Settings) -> Settings:
     # A refused port: nothing listens there, so every connection attempt fails at once.
-    return settings.model_copy(update={"database_url": _on_port(settings.database_url, free_port())})
+    return settings.model_copy(update={"database_url": _on_port(settings.url, free_port())})
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +156,9 @@ class Forwarder:
 
 
 def test_the_service_recovers_when_the_database_comes_back(settings: Settings) -> None:
-    url = make_url(settings.database_url)
+    url = make_url(settings.url)
     forwarder = Forwarder((url.host or "127.0.0.1", url.port or 5432))
-    down = settings.model_copy(update={"database_url": _on_port(settings.database_url, forwarder.port)})
+    down = settings.model_copy(update={"database_url": _on_port(settings.url, forwarder.port)})
     with TestClient(create_app(down)) as client:
         try:
             for driver in DB_DRIVERS:

@@ -130,7 +130,7 @@ def test_large_messages_both_ways_arrive_whole(proxy: ProxyProcess) -> None:
     payload = "x" * (8 << 20)
     with psycopg.connect(proxy.url, autocommit=True) as connection:
         assert connection.execute("SELECT length(%s::text)", [payload]).fetchone() == (len(payload),)
-        assert connection.execute("SELECT repeat('y', 16 << 20)").fetchone()[0] == "y" * (16 << 20)
+        assert connection.execute("SELECT repeat('y', 16 << 20)").fetchone() == ("y" * (16 << 20),)
 
 
 # --- the counts ----------------------------------------------------------------------------------

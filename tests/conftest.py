@@ -117,6 +117,16 @@ def live_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         yield server
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: an unmarked test must fail the run, not slip into the quick loop
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reaches a Postgres through these fixtures carries the ``postgres`` marker,
+    so that ``pytest -m "not postgres and not ab"`` needs no database."""
+    unmarked = [item.nodeid for item in items
+                if "pg_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("postgres") is None]
+    if unmarked:
+        raise pytest.UsageError("tests using a Postgres without pytest.mark.postgres:\n  " + "\n  ".join(unmarked))
+
+
 def pytest_report_header() -> str:
     return f"iobench test server: {os.environ.get('IOBENCH_TEST_SERVER_URL', LOCAL_SERVER_URL)} (embedded if it does not answer)"
 

@@ -268,6 +268,7 @@ needs_ab = pytest.mark.skipif(shutil.which("ab") is None, reason="ApacheBench (a
 
 
 @needs_ab
+@pytest.mark.ab
 def test_run_ab_live(local_server: str) -> None:
     res = run_ab(local_server, 50, 5, time_limit_s=10)
     assert res.complete == 50
@@ -279,6 +280,7 @@ def test_run_ab_live(local_server: str) -> None:
 
 
 @needs_ab
+@pytest.mark.ab
 def test_run_ab_refused_counts_failures(closed_port: int) -> None:
     res = run_ab(f"http://127.0.0.1:{closed_port}/", 10, 2, time_limit_s=10)
     assert res.complete == 10
@@ -287,6 +289,7 @@ def test_run_ab_refused_counts_failures(closed_port: int) -> None:
 
 
 @needs_ab
+@pytest.mark.ab
 def test_run_ab_kills_at_time_limit(silent_port: int) -> None:
     with pytest.raises(AbError, match="wall-clock limit"):
         run_ab(f"http://127.0.0.1:{silent_port}/", 2, 1, timeout_s=30, time_limit_s=0.5)

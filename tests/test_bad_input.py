@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from app.catalogue import SCENARIOS
 from app.settings import Settings
 
+pytestmark = pytest.mark.postgres  # every test here runs against the session's test database
+
 WAIT_PATHS = [s.path for s in SCENARIOS if s.workload.name in {"wait", "pg_sleep"}]
 LOOKUP_PATHS = [s.path for s in SCENARIOS if s.workload.name == "lookup"]
 REPORT_PATHS = [s.path for s in SCENARIOS if s.workload.name == "report"]

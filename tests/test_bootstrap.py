@@ -26,12 +26,14 @@ def test_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "p@" not in database.describe()
 
 
+@pytest.mark.postgres
 def test_localhost_when_it_answers(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bootstrap, "LOCAL_SERVER_URL", pg_server)
     database = bootstrap.locate(None)
     assert database.source == "localhost:5432" and database.url.endswith("/iobench") and database.embedded is None
 
 
+@pytest.mark.postgres
 def test_embedded_when_nothing_answers(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setattr(bootstrap, "LOCAL_SERVER_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     root = Path("/tmp") / f"iobench-test-embedded-{os.getpid()}"
@@ -47,6 +49,7 @@ def test_embedded_when_nothing_answers(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert not database.embedded.running
 
 
+@pytest.mark.postgres
 def test_serve_prepares_the_database_and_serves_every_scenario(
     empty_database_factory: Callable[[], str], tmp_path: Path
 ) -> None:

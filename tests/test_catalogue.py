@@ -17,6 +17,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from app.catalogue import DATABASE_WORKLOADS, DRIVERS, DRIVERS_BY_NAME, LOOKUP, MINIMAL_WORKLOADS, WRITE
 from app.settings import Settings
 
@@ -90,6 +92,7 @@ print(json.dumps(facts))
 """
 
 
+@pytest.mark.postgres
 def test_a_new_driver_is_one_catalogue_entry_and_one_module(settings: Settings, tmp_path: Path) -> None:
     copy = tmp_path / "iobench"
     for package in PACKAGES:

@@ -666,6 +666,8 @@ def test_entrypoint_stays_root_for_a_root_checkout_and_reads_runs_without_one(ch
 
 @needs_root
 @pytest.mark.skipif(shutil.which("ab") is None, reason="ApacheBench (ab) not installed")
+@pytest.mark.postgres
+@pytest.mark.ab
 def test_harness_writes_its_report_into_a_root_owned_runs_as_another_uid(checkout: Path, live_server: ServiceProcess) -> None:
     """The first `docker compose run --rm loadtest` on a fresh clone, for a host user who is not 1000:
     the image's command (--target, the app already serving) into the ./runs Docker just made."""
@@ -813,6 +815,7 @@ def _pgbouncer_binary() -> str:
         pytest.skip("pgbouncer is not installed (`apt-get install -y pgbouncer`; .ci/run installs it, so CI never skips this)")
 
 
+@pytest.mark.postgres
 def test_the_pgbouncer_entrypoint_config_runs_on_the_real_pgbouncer(empty_database_factory: Any) -> None:
     """The entrypoint, with the compose service's own environment, aimed at this machine's Postgres:
     PgBouncer accepts what it writes, pools transactions, checks the password, drops the drivers'

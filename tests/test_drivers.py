@@ -135,6 +135,7 @@ def lookup_ids(settings: Settings) -> list[int]:
     return [1, 2, 3, 7, settings.seed_rows // 2, settings.seed_rows - 1, settings.seed_rows]
 
 
+@pytest.mark.postgres
 async def test_lookup_is_the_same_through_every_driver(drivers: dict[str, Any], settings: Settings) -> None:
     for item_id in lookup_ids(settings):
         expected = typed(expected_item(settings, item_id))
@@ -144,11 +145,13 @@ async def test_lookup_is_the_same_through_every_driver(drivers: dict[str, Any], 
             assert typed(normalised(row)) == expected, f"{name}, id={item_id}"
 
 
+@pytest.mark.postgres
 async def test_lookup_of_a_missing_id_is_none_everywhere(drivers: dict[str, Any], settings: Settings) -> None:
     for name, instance in drivers.items():
         assert await call(instance, "lookup", item_id=settings.seed_rows + 1) is None, name
 
 
+@pytest.mark.postgres
 async def test_report_is_the_same_through_every_driver(drivers: dict[str, Any], settings: Settings) -> None:
     for category in range(settings.categories):
         expected = [typed(row) for row in expected_report(settings, category)]
@@ -159,6 +162,7 @@ async def test_report_is_the_same_through_every_driver(drivers: dict[str, Any], 
             assert all(list(row) == list(queries.REPORT_COLUMNS) for row in rows), name
 
 
+@pytest.mark.postgres
 async def test_report_of_an_empty_category_is_empty_everywhere(drivers: dict[str, Any], settings: Settings) -> None:
     for name, instance in drivers.items():
         assert await call(instance, "report", category=settings.categories + 7) == [], name
@@ -174,6 +178,7 @@ def _delete_slots(settings: Settings, first: int, last: int) -> None:
         connection.execute("DELETE FROM writes WHERE slot BETWEEN %s AND %s", (first, last))
 
 
+@pytest.mark.postgres
 async def test_write_is_the_same_through_every_driver(drivers: dict[str, Any], settings: Settings) -> None:
     shared = PRIVATE_SLOT
     own = {name: PRIVATE_SLOT + 1 + index for index, name in enumerate(drivers)}
@@ -194,6 +199,7 @@ async def test_write_is_the_same_through_every_driver(drivers: dict[str, Any], s
         _delete_slots(settings, PRIVATE_SLOT, PRIVATE_SLOT + 100)
 
 
+@pytest.mark.postgres
 async def test_pg_sleep_returns_its_argument_everywhere(drivers: dict[str, Any]) -> None:
     for name, instance in drivers.items():
         assert await call(instance, "pg_sleep", seconds=0.001) == 0.001, name
@@ -210,6 +216,7 @@ def _route_paths(workload: str) -> list[str]:
     ]
 
 
+@pytest.mark.postgres
 def test_lookup_routes_agree(client: TestClient, settings: Settings) -> None:
     for item_id in lookup_ids(settings):
         expected = expected_item(settings, item_id)
@@ -222,6 +229,7 @@ def test_lookup_routes_agree(client: TestClient, settings: Settings) -> None:
             assert result == expected, (path, item_id)
 
 
+@pytest.mark.postgres
 def test_report_routes_agree(client: TestClient, settings: Settings) -> None:
     for category in range(settings.categories):
         expected = expected_report(settings, category)
@@ -231,6 +239,7 @@ def test_report_routes_agree(client: TestClient, settings: Settings) -> None:
             assert response.json()["result"] == expected, (path, category)
 
 
+@pytest.mark.postgres
 def test_write_routes_agree(client: TestClient, settings: Settings) -> None:
     slot = settings.write_slots - 1
     before = _writes_row(settings, slot)
@@ -286,6 +295,7 @@ def test_the_real_queries_convert() -> None:
         assert ":" not in query.pyformat.replace("::", "")
 
 
+@pytest.mark.postgres
 async def test_converted_query_runs_the_same_on_every_driver(settings: Settings) -> None:
     """Repeated names, casts and a literal % (modulo) survive conversion, on real servers."""
     query = Query("SELECT :a::int % 3 AS r, :b::text AS b, :a::int + 1 AS s, '100%' AS lit")

@@ -56,6 +56,7 @@ def test_find_embedded_binaries() -> None:
     assert (bindir / "initdb").is_file()
 
 
+@pytest.mark.postgres
 def test_psycopg_over_tcp(server: EmbeddedPostgres) -> None:
     assert server.running
     assert server.url == f"postgresql://postgres@127.0.0.1:{server.port}/postgres"
@@ -66,6 +67,7 @@ def test_psycopg_over_tcp(server: EmbeddedPostgres) -> None:
         assert conn.info.hostaddr == "127.0.0.1"
 
 
+@pytest.mark.postgres
 async def test_asyncpg(server: EmbeddedPostgres) -> None:
     conn = await asyncpg.connect(server.url)
     try:
@@ -74,6 +76,7 @@ async def test_asyncpg(server: EmbeddedPostgres) -> None:
         await conn.close()
 
 
+@pytest.mark.postgres
 def test_psycopg2(server: EmbeddedPostgres) -> None:
     conn = psycopg2.connect(server.url)
     try:
@@ -84,12 +87,14 @@ def test_psycopg2(server: EmbeddedPostgres) -> None:
         conn.close()
 
 
+@pytest.mark.postgres
 def test_second_owner_of_a_root_is_refused(server: EmbeddedPostgres) -> None:
     with pytest.raises(EmbeddedPostgresError, match="in use by another live EmbeddedPostgres"):
         EmbeddedPostgres(server.root).start()
     assert server.running
 
 
+@pytest.mark.postgres
 def test_restart_reuses_data_dir_and_stop_is_idempotent(root: Path) -> None:
     first = EmbeddedPostgres(root)
     first.start()
@@ -116,6 +121,7 @@ def test_restart_reuses_data_dir_and_stop_is_idempotent(root: Path) -> None:
     assert "database system is shut down" in second.log_path.read_text()
 
 
+@pytest.mark.postgres
 def test_startup_failure_reports_log_tail(root: Path) -> None:
     # PG_VERSION makes start() take the folder for a cluster; the server then finds no configuration.
     (root / "data").mkdir(mode=0o700)
@@ -131,6 +137,7 @@ def test_startup_failure_reports_log_tail(root: Path) -> None:
     pg.stop()
 
 
+@pytest.mark.postgres
 def test_owner_exit_stops_the_server_and_owner_kill_leaves_one_for_the_next_start(root: Path) -> None:
     script = textwrap.dedent(
         f"""
@@ -167,6 +174,7 @@ def test_owner_exit_stops_the_server_and_owner_kill_leaves_one_for_the_next_star
 
 
 @pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@pytest.mark.postgres
 def test_runs_as_a_non_root_user(root: Path) -> None:
     os.chown(root, 65534, 65534)
     script = textwrap.dedent(

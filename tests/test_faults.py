@@ -47,6 +47,8 @@ from app.settings import Settings
 from db.drivers.base import is_async_database
 from loadtests.server import ServiceProcess
 
+pytestmark = pytest.mark.postgres  # every test here runs against the session's test database
+
 DB_DRIVERS = [driver.name for driver in DRIVERS if driver.pooled]
 #: The drivers with a pg_sleep route: a request that holds its connection as long as asked.
 SLEEPING_DRIVERS = [driver.name for driver in DRIVERS if driver.pooled and PG_SLEEP in driver.workloads]

@@ -59,6 +59,7 @@ def fuzz_client(settings: Settings) -> Iterator[asgi.ASGIClient]:
 
 @schema.parametrize()
 @hypothesis_settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.postgres
 def test_fuzz(case: schemathesis.Case[Any], fuzz_client: asgi.ASGIClient) -> None:
     case.call_and_validate(session=fuzz_client)
 
@@ -83,6 +84,7 @@ WRITE_PATHS = [s.path for s in SCENARIOS if s.workload.name == "write"]
 
 
 @pytest.mark.parametrize("path", WRITE_PATHS)
+@pytest.mark.postgres
 def test_a_nul_in_note_is_a_422_not_a_500(client: TestClient, path: str) -> None:
     """Found by the fuzz: Postgres text cannot hold NUL, and every driver raised on it."""
     for note in ("\x00", "before\x00after"):

@@ -140,6 +140,8 @@ def assert_died_during_last_case(meta: dict[str, Any], records: list[Record], ou
 # --- (a) the service dying mid-run ----------------------------------------------------------
 
 
+@pytest.mark.postgres
+@pytest.mark.ab
 def test_a_target_dying_mid_run_keeps_the_results_and_exits_3(
     settings: Settings, harness_env: dict[str, str], tmp_path: Path, runs: list[Run]
 ) -> None:
@@ -158,6 +160,8 @@ def test_a_target_dying_mid_run_keeps_the_results_and_exits_3(
     assert "The run stopped with an error" in (run.out / "report.md").read_text()
 
 
+@pytest.mark.postgres
+@pytest.mark.ab
 def test_a_started_server_dying_mid_run_keeps_the_results_and_exits_3(
     harness_env: dict[str, str], tmp_path: Path, runs: list[Run]
 ) -> None:
@@ -177,6 +181,8 @@ def test_a_started_server_dying_mid_run_keeps_the_results_and_exits_3(
 # --- (d) Ctrl-C -------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
+@pytest.mark.ab
 def test_ctrl_c_writes_a_partial_report_exits_130_and_stops_the_server(
     harness_env: dict[str, str], tmp_path: Path, runs: list[Run]
 ) -> None:
@@ -193,6 +199,8 @@ def test_ctrl_c_writes_a_partial_report_exits_130_and_stops_the_server(
     assert not psutil.pid_exists(pid)
 
 
+@pytest.mark.postgres
+@pytest.mark.ab
 def test_sigterm_is_handled_like_ctrl_c_and_exits_143(harness_env: dict[str, str], tmp_path: Path, runs: list[Run]) -> None:
     """`docker stop` and CI timeouts send SIGTERM to the harness alone: a partial report, no server left behind."""
     run = Run(tmp_path / "run", harness_env)
@@ -287,6 +295,7 @@ def test_messages_with_brackets_are_printed_literally(no_load: Path, tmp_path: P
     assert_one_line_error(["--compare", "runs/[bold]x"], "--compare: no run folder at runs/[bold]x")
 
 
+@pytest.mark.postgres
 def test_a_log_tail_that_looks_like_markup_still_gets_its_report(
     live_server: ServiceProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -393,6 +402,7 @@ def test_missing_pgbouncer_prints_its_install_hint_and_exits_3(no_load: Path, tm
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.postgres
 def test_a_pool_budget_over_max_connections_is_refused_before_any_load(
     harness_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

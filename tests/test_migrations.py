@@ -43,6 +43,7 @@ def digest(url: str, table: str) -> tuple[int, str]:
     return row
 
 
+@pytest.mark.postgres
 def test_upgrade_downgrade_upgrade(empty_database_factory) -> None:  # type: ignore[no-untyped-def]
     url = empty_database_factory()
     assert tables(url) == set()
@@ -66,6 +67,7 @@ def test_upgrade_downgrade_upgrade(empty_database_factory) -> None:  # type: ign
     assert "ix_items_category" in indexes
 
 
+@pytest.mark.postgres
 def test_seeding_is_deterministic(empty_database_factory) -> None:  # type: ignore[no-untyped-def]
     first, second = empty_database_factory(), empty_database_factory()
     for url in (first, second):
@@ -96,6 +98,7 @@ def test_seeding_is_deterministic(empty_database_factory) -> None:  # type: igno
         assert connection.execute("SELECT count(*) FROM seed_info").fetchone() == (1,)
 
 
+@pytest.mark.postgres
 def test_seeded_items_reference_existing_customers(empty_database_factory) -> None:  # type: ignore[no-untyped-def]
     url = empty_database_factory()
     migrate.upgrade(url)

@@ -122,6 +122,7 @@ def test_a_socket_folder_a_driver_suffix_and_sslmode_are_understood() -> None:
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_it_is_pgbouncer_in_transaction_mode_with_the_pool_size_asked(bouncer: PgBouncerProcess) -> None:
     assert pgbouncer_version().startswith("PgBouncer 1.")
     assert bouncer.alive and bouncer.pid is not None
@@ -150,6 +151,7 @@ def test_it_is_pgbouncer_in_transaction_mode_with_the_pool_size_asked(bouncer: P
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_the_url_is_the_same_database_on_loopback(bouncer: PgBouncerProcess, database_url: str) -> None:
     assert bouncer.url.startswith("postgresql://postgres@127.0.0.1:")
     with psycopg.connect(bouncer.url, autocommit=True) as via, psycopg.connect(database_url, autocommit=True) as direct:
@@ -157,6 +159,7 @@ def test_the_url_is_the_same_database_on_loopback(bouncer: PgBouncerProcess, dat
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_startup_statement_timeouts_are_dropped_and_the_configured_one_holds(bouncer: PgBouncerProcess) -> None:
     """PgBouncer 1.18 refuses startup parameters it does not track; the config drops the drivers' and
     sets its own on every server connection, so a runaway query is still cancelled."""
@@ -166,6 +169,7 @@ def test_startup_statement_timeouts_are_dropped_and_the_configured_one_holds(bou
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_under_root_it_runs_as_an_unprivileged_user(bouncer: PgBouncerProcess) -> None:
     assert bouncer.pid is not None
     expected = ROOT_RUNS_AS if os.geteuid() == 0 else psutil.Process().username()
@@ -173,6 +177,7 @@ def test_under_root_it_runs_as_an_unprivileged_user(bouncer: PgBouncerProcess) -
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_stop_ends_it_frees_the_port_and_removes_the_config(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "pgbouncer.log"
     bouncer = PgBouncerProcess(database_url, log_path=log).start()
@@ -193,6 +198,7 @@ def test_stop_ends_it_frees_the_port_and_removes_the_config(database_url: str, t
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_it_stops_with_its_parent(database_url: str) -> None:
     """A harness killed outright (SIGKILL) leaves no PgBouncer behind: its supervisor notices."""
     script = (
@@ -223,6 +229,7 @@ def test_it_stops_with_its_parent(database_url: str) -> None:
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_a_pgbouncer_that_dies_is_seen(database_url: str) -> None:
     with PgBouncerProcess(database_url) as bouncer:
         pid = bouncer.pid
@@ -239,6 +246,7 @@ def test_a_pgbouncer_that_dies_is_seen(database_url: str) -> None:
 # --- how it fails --------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_a_missing_executable_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
     monkeypatch.setenv("IOBENCH_PGBOUNCER", "/nonexistent/pgbouncer")
     with pytest.raises(PgBouncerMissingError) as raised:
@@ -269,6 +277,7 @@ def test_a_database_that_does_not_answer_fails_the_start_and_leaves_nothing(tmp_
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_a_port_in_use_fails_with_pgbouncers_own_words(database_url: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -329,6 +338,7 @@ def test_every_pooled_driver_of_the_catalogue_says_what_it_sets_for_pgbouncer() 
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_the_compatibility_table_is_the_notes_facts_for_this_pgbouncer(table: CompatibilityTable) -> None:
     assert table.pool_mode == "transaction" and table.pool_size < table.concurrency
     assert table.calls > 6, "psycopg 3 prepares from a statement's 6th run on a connection"
@@ -356,6 +366,7 @@ def test_the_compatibility_table_is_the_notes_facts_for_this_pgbouncer(table: Co
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_the_table_reads_as_markdown_and_json(table: CompatibilityTable) -> None:
     data = table.to_dict()
     assert data["pgbouncer"].startswith("PgBouncer 1.") and len(data["drivers"]) == len(POOLED)
@@ -429,6 +440,7 @@ def pooled_service(pooled_settings: Settings, tmp_path_factory: pytest.TempPathF
 
 @needs_pgbouncer
 @pytest.mark.parametrize("driver", sorted(FAIL_BY_DEFAULT))
+@pytest.mark.postgres
 async def test_a_driver_that_fails_through_pgbouncer_answers_a_503_naming_the_cause(pooled_service: ServiceProcess, driver: str) -> None:
     started = time.monotonic()
     responses = await answers(pooled_service, [f"/bench/lookup/{style_of(driver)}/{driver}?id={1 + i % 7}" for i in range(48)])
@@ -445,6 +457,7 @@ async def test_a_driver_that_fails_through_pgbouncer_answers_a_503_naming_the_ca
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 async def test_with_prepared_statements_off_every_driver_serves_through_pgbouncer(
     pooled_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -458,6 +471,7 @@ async def test_with_prepared_statements_off_every_driver_serves_through_pgbounce
 
 
 @needs_pgbouncer
+@pytest.mark.postgres
 def test_a_database_gone_behind_pgbouncer_is_a_quick_503_then_200_once_back(settings: Settings) -> None:
     """PgBouncer keeps the clients' connections when Postgres goes away: a query then waits for a
     server connection up to query_wait_timeout (PgBouncer's default: 120 s), then gets a 503."""

@@ -20,6 +20,8 @@ from db import migrate
 from db.url import with_database
 from loadtests.server import free_port
 
+pytestmark = pytest.mark.postgres  # every test here runs against the session's test database
+
 
 @pytest.fixture(params=["empty", "missing", "older revision"])
 def unprepared_url(request: pytest.FixtureRequest, settings: Settings, pg_server: str,

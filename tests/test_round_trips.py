@@ -98,6 +98,7 @@ async def measure(driver: Any, operation: str, proxy: ProxyProcess) -> WireCount
 
 
 @pytest.mark.parametrize("spec", DATABASE_DRIVERS, ids=lambda driver: driver.name)
+@pytest.mark.postgres
 async def test_round_trips_per_operation(spec: Driver, settings: Settings, proxy: ProxyProcess) -> None:
     one_connection = settings.model_copy(update={"database_url": proxy.url, "pools": {spec.name: PoolSize(min=1, max=1)}})
     driver = open_driver(spec, one_connection)

@@ -79,6 +79,7 @@ async def per_operation(driver: Driver, workload: Workload, settings: Settings, 
 
 
 @pytest.mark.parametrize(("driver", "workload"), CASES, ids=[f"{d.name}-{w.name}" for d, w in CASES])
+@pytest.mark.postgres
 async def test_server_transactions_per_operation_are_the_documented_ones(
     driver: Driver, workload: Workload, measured: tuple[Settings, ServerStats]
 ) -> None:
@@ -96,6 +97,7 @@ async def test_server_transactions_per_operation_are_the_documented_ones(
         f"{driver.name} {workload.name}: {driver.setup.statements(workload)} should end {expected}")
 
 
+@pytest.mark.postgres
 async def test_backend_cpu_is_counted(measured: tuple[Settings, ServerStats]) -> None:
     """A report query costs the server real CPU, and the snapshot sees it (Postgres on this machine)."""
     settings, stats = measured

@@ -21,6 +21,7 @@ def _query(scenario: Scenario) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+@pytest.mark.postgres
 def test_every_scenario_answers(client: TestClient, settings: Settings, scenario: Scenario) -> None:
     response = client.get(scenario.path, params=_query(scenario))
     assert response.status_code == 200, response.text
@@ -46,12 +47,14 @@ def test_every_scenario_answers(client: TestClient, settings: Settings, scenario
             assert result == {"name": SMALL_FILE, "bytes": SEED_FILES[SMALL_FILE]}
 
 
+@pytest.mark.postgres
 def test_large_file_is_read_whole(client: TestClient) -> None:
     for scenario in (s for s in SCENARIOS if s.workload is FILE and s.style in (Style.SYNC, Style.ASYNC)):
         response = client.get(scenario.path, params={"name": LARGE_FILE})
         assert response.json()["result"] == {"name": LARGE_FILE, "bytes": SEED_FILES[LARGE_FILE]}, scenario.id
 
 
+@pytest.mark.postgres
 def test_scenarios_endpoint_matches_catalogue(client: TestClient) -> None:
     body = client.get("/scenarios").json()
     assert [s["id"] for s in body["scenarios"]] == [s.id for s in SCENARIOS]
@@ -63,6 +66,7 @@ def test_scenarios_endpoint_matches_catalogue(client: TestClient) -> None:
     assert sorted(cases.values()) == [1, 2, 3, 4]
 
 
+@pytest.mark.postgres
 def test_every_scenario_is_routed(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {s.path for s in SCENARIOS} <= set(paths)
@@ -81,6 +85,7 @@ def test_catalogue_covers_the_article_on_every_required_driver() -> None:
     assert {"file/sync/open", "file/async-blocking/open", "file/async/aiofiles"} <= ids
 
 
+@pytest.mark.postgres
 def test_config_reports_the_live_setup(client: TestClient, settings: Settings) -> None:
     config = client.get("/config").json()
     assert config["threadpool_tokens"] == settings.threadpool_tokens
@@ -95,6 +100,7 @@ def test_config_reports_the_live_setup(client: TestClient, settings: Settings) -
     assert "password" not in config["database_url"] or "***" in config["database_url"]
 
 
+@pytest.mark.postgres
 def test_config_reports_each_pool_truthfully(settings: Settings) -> None:
     """Every pool holds its minimum once started (SQLAlchemy's QueuePools too, which have none of their
     own), never more than its maximum, and says which configuration it runs."""
@@ -114,6 +120,7 @@ def test_config_reports_each_pool_truthfully(settings: Settings) -> None:
         assert pool["configuration"] == ("driver defaults" if driver.defaults_of else "equal work"), pool
 
 
+@pytest.mark.postgres
 def test_hello_and_ping(client: TestClient) -> None:
     assert client.get("/ping").json() == {"ok": True}
     assert client.get("/sync").json() == {"message": "Hello World"}

@@ -19,6 +19,8 @@ from app.settings import Settings
 from db.drivers.base import PoolSize
 from loadtests.server import ServiceProcess
 
+pytestmark = pytest.mark.postgres  # every test here runs against the session's test database
+
 CONCURRENCY = 20
 SECONDS = 0.05
 RATIO = 5

@@ -19,6 +19,8 @@ from app.main import create_app
 from app.settings import Settings
 from loadtests.server import ServiceProcess, free_port
 
+pytestmark = pytest.mark.postgres  # every test here runs against the session's test database
+
 POOLED = [s for s in SCENARIOS if any(driver.pooled for driver in s.drivers)]
 NOT_POOLED = [s for s in SCENARIOS if not any(driver.pooled for driver in s.drivers)]
 DB_DRIVERS = [driver for driver in DRIVERS if driver.pooled]

@@ -75,6 +75,7 @@ def median_round_trip_ms(url: str, samples: int = 200) -> float:
 # --- the delay -----------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_the_added_rtt_is_what_was_asked(database_url: str) -> None:
     direct = median_round_trip_ms(database_url)
     with ProxyProcess(database_url, 2.0) as slow:
@@ -85,6 +86,7 @@ def test_the_added_rtt_is_what_was_asked(database_url: str) -> None:
     assert added_by_relaying < 0.6, f"relaying alone added {added_by_relaying:.3f} ms"
 
 
+@pytest.mark.postgres
 def test_connections_are_not_serialised(database_url: str) -> None:
     """20 connections doing 20 round trips each at 5 ms take about 20 RTTs, not 400."""
     rtt_ms, clients, trips = 5.0, 20, 20
@@ -112,6 +114,7 @@ def test_connections_are_not_serialised(database_url: str) -> None:
     assert counters.count("B") == clients * trips and counters.parses == clients
 
 
+@pytest.mark.postgres
 def test_pipelining_is_kept(database_url: str) -> None:
     """psycopg 3's pipeline mode sends 50 statements before reading: about one RTT, not 50."""
     rtt_ms = 5.0
@@ -125,6 +128,7 @@ def test_pipelining_is_kept(database_url: str) -> None:
     assert elapsed_ms < 10 * rtt_ms, f"50 pipelined statements took {elapsed_ms:.1f} ms at {rtt_ms} ms RTT"
 
 
+@pytest.mark.postgres
 def test_large_messages_both_ways_arrive_whole(proxy: ProxyProcess) -> None:
     """Megabytes each way, so the delay lines' flow control (pause/resume reading) is exercised."""
     payload = "x" * (8 << 20)
@@ -136,6 +140,7 @@ def test_large_messages_both_ways_arrive_whole(proxy: ProxyProcess) -> None:
 # --- the counts ----------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_psycopg2_autocommit_select_is_one_round_trip(proxy: ProxyProcess) -> None:
     connection = psycopg2.connect(proxy.url)
     connection.autocommit = True
@@ -145,6 +150,7 @@ def test_psycopg2_autocommit_select_is_one_round_trip(proxy: ProxyProcess) -> No
     connection.close()
 
 
+@pytest.mark.postgres
 def test_psycopg2_without_autocommit_sends_begin_first(proxy: ProxyProcess) -> None:
     connection = psycopg2.connect(proxy.url)
     cursor = connection.cursor()
@@ -155,6 +161,7 @@ def test_psycopg2_without_autocommit_sends_begin_first(proxy: ProxyProcess) -> N
     connection.close()
 
 
+@pytest.mark.postgres
 def test_psycopg3_sends_parse_bind_execute_sync_as_one(proxy: ProxyProcess) -> None:
     with psycopg.connect(proxy.url, autocommit=True) as connection:
         counters = messages_of(proxy, lambda: connection.execute("SELECT %s::int", [1]).fetchone())
@@ -162,6 +169,7 @@ def test_psycopg3_sends_parse_bind_execute_sync_as_one(proxy: ProxyProcess) -> N
     assert (counters.round_trips, counters.statements, counters.parses) == (1, 1, 1)
 
 
+@pytest.mark.postgres
 async def test_asyncpg_prepares_a_statement_on_its_first_run(proxy: ProxyProcess) -> None:
     connection = await asyncpg.connect(proxy.url)
     try:
@@ -177,6 +185,7 @@ async def test_asyncpg_prepares_a_statement_on_its_first_run(proxy: ProxyProcess
     assert again.messages == {"B": 1, "E": 1, "S": 1} and again.round_trips == 1
 
 
+@pytest.mark.postgres
 def test_sessions_and_encryption_requests(proxy: ProxyProcess) -> None:
     """Every client asks for TLS with its default sslmode; the proxy says no and the session goes on."""
 
@@ -196,6 +205,7 @@ async def _asyncpg_connect_and_close(url: str) -> None:
     await connection.close()
 
 
+@pytest.mark.postgres
 def test_a_cancel_request_is_relayed(proxy: ProxyProcess) -> None:
     connection = psycopg2.connect(proxy.url)
     connection.autocommit = True
@@ -210,6 +220,7 @@ def test_a_cancel_request_is_relayed(proxy: ProxyProcess) -> None:
     connection.close()
 
 
+@pytest.mark.postgres
 def test_reset_returns_the_counts_and_zeroes_them(proxy: ProxyProcess) -> None:
     with psycopg.connect(proxy.url, autocommit=True) as connection:
         proxy.reset()
@@ -267,6 +278,7 @@ def test_upstream_down_is_a_quick_connection_error() -> None:
     assert counters.upstream_failures >= 3 and counters.active == 0
 
 
+@pytest.mark.postgres
 def test_a_dead_proxy_is_a_connection_error(database_url: str) -> None:
     proxy = ProxyProcess(database_url, 1.0).start()
     connection = psycopg2.connect(proxy.url)
@@ -285,6 +297,7 @@ def test_a_dead_proxy_is_a_connection_error(database_url: str) -> None:
     proxy.stop()
 
 
+@pytest.mark.postgres
 def test_the_service_answers_503_when_its_proxy_dies(settings: Settings, tmp_path: Path) -> None:
     assert settings.database_url is not None
     with ProxyProcess(settings.database_url, 1.0) as proxy:
@@ -307,6 +320,7 @@ def test_the_service_answers_503_when_its_proxy_dies(settings: Settings, tmp_pat
             assert service.alive
 
 
+@pytest.mark.postgres
 def test_the_proxy_stops_with_its_parent(database_url: str) -> None:
     """A harness killed outright leaves no proxy behind: it notices its parent is gone within seconds."""
     script = (
@@ -356,6 +370,7 @@ def test_a_unix_socket_url_is_refused() -> None:
     assert upstream_of("postgresql+asyncpg://u:p@db.example/x") == ("db.example", 5432)
 
 
+@pytest.mark.postgres
 def test_the_proxied_url_is_the_same_database(proxy: ProxyProcess, database_url: str) -> None:
     with psycopg.connect(proxy.url) as through, psycopg.connect(database_url) as direct:
         query = "SELECT current_database(), current_user"
@@ -376,6 +391,7 @@ def test_serve_refuses_a_bad_db_rtt_before_starting_anything(value: str) -> None
     assert result.stdout == "" and result.stderr.startswith("error: --db-rtt") and result.stderr.count("\n") == 1, result
 
 
+@pytest.mark.postgres
 def test_serve_with_db_rtt_runs_through_the_proxy_and_stops_it(settings: Settings, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, **settings.to_env(), "IOBENCH_PORT": str(port)}

@@ -44,6 +44,7 @@ def test_count_work_says_none_for_a_failing_route(counted_service) -> None:  # t
 
 
 @pytest.mark.skipif(shutil.which("ab") is None, reason="ApacheBench (ab) not installed")
+@pytest.mark.ab
 def test_cpu_meter_reads_the_service_its_backends_and_ab(live_server: ServiceProcess, settings: Settings) -> None:
     stats = open_server_stats(settings.database_url)
     assert stats is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from app.catalogue import DRIVERS, SCENARIOS_BY_ID
 from loadtests.model import ServerShape, predict
@@ -25,6 +25,22 @@ SHAPE = ServerShape(threadpool_tokens=TOKENS, pool_max={name: POOL for name in P
 W_MS = {"wait": 103.0, "pg_sleep": 105.0, "lookup": 2.2, "report": 9.0, "write": 4.0}
 #: Per-round multiplicative noise, the same for every case of a round unless a test says otherwise.
 ROUND_NOISE = (1.0, 0.97, 1.03)
+
+
+class RecordOptions(TypedDict, total=False):
+    """make_record's keywords that helpers pass through (round, eff and noise they set themselves)."""
+
+    c: int
+    w_ms: float | None
+    sweep: bool
+    for_finding: str | None
+    error: str | None
+    non_2xx: int
+    failed: int
+    ping_p50: float | None
+    ping_count: int
+    cpu_util: float | None
+    server: int
 
 
 def make_record(

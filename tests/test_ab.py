@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,17 +33,17 @@ def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-def result(**fields: object) -> AbResult:
+def result(**fields: Any) -> AbResult:
     """An AbResult whose successful count and rate follow from complete, failed and non_2xx."""
-    defaults: dict[str, object] = dict(
+    defaults: dict[str, Any] = dict(
         failed=0, non_2xx=0, failed_connect=0, failed_receive=0, failed_length=0,
         failed_exceptions=0, keepalive=False,
     )  # fmt: skip
     merged = {**defaults, **fields}
-    successful = max(0, int(merged["complete"]) - int(merged["failed"]) - int(merged["non_2xx"]))  # type: ignore[call-overload]
-    seconds = float(merged["total_seconds"])  # type: ignore[arg-type]
+    successful = max(0, int(merged["complete"]) - int(merged["failed"]) - int(merged["non_2xx"]))
+    seconds = float(merged["total_seconds"])
     merged.update(successful=successful, successful_per_second=successful / seconds if seconds > 0 else NAN)
-    return AbResult(**merged)  # type: ignore[arg-type]
+    return AbResult(**merged)
 
 
 def same(a: AbResult, b: AbResult) -> bool:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -23,7 +24,7 @@ FILE_PATHS = [s.path for s in SCENARIOS if s.workload.name == "file"]
 OUTSIDE_SECRET = b"outside-the-data-folder: do not serve me\n" * 3
 
 
-def assert_unprocessable(response, parameter: str) -> None:  # type: ignore[no-untyped-def]
+def assert_unprocessable(response: httpx.Response, parameter: str) -> None:
     """A 422 whose JSON body names ``parameter``."""
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -111,7 +112,7 @@ def planted(settings: Settings, outside_file: Path) -> Iterator[dict[str, Path]]
         made["directory"].rmdir()
 
 
-def assert_not_served(response, *secrets: bytes) -> None:  # type: ignore[no-untyped-def]
+def assert_not_served(response: httpx.Response, *secrets: bytes) -> None:
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert "result" not in response.json()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Unpack
 
-from synthetic import make_record, make_records, make_run, write_folder
+from synthetic import RecordOptions, make_record, make_records, make_run, write_folder
 from typer.testing import CliRunner
 
 from loadtests.cli import cli
@@ -12,12 +13,12 @@ from loadtests.compare import compare_runs
 from loadtests.results import Record
 
 
-def scaled(records: list[Record], case: str, factor: float, **fields: object) -> list[Record]:
+def scaled(records: list[Record], case: str, factor: float, **fields: Unpack[RecordOptions]) -> list[Record]:
     """``records`` with ``case``'s rounds rebuilt at ``factor`` times the throughput."""
     out = []
     for record in records:
         if record["case"] == case and not record.get("sweep") and not record.get("for_finding"):
-            record = make_record(case, round=record["round"], eff=(record["efficiency"] or 0.9) * factor, **fields)  # type: ignore[arg-type]
+            record = make_record(case, round=record["round"], eff=(record["efficiency"] or 0.9) * factor, **fields)
         out.append(record)
     return out
 
@@ -44,8 +45,8 @@ def test_fast_errors_are_never_an_improvement() -> None:
     old = make_records()
     new = scaled(old, "wait/sync/time", 0.5, non_2xx=40)
     for record in new:
-        if record["case"] == "wait/sync/time" and record.get("ab"):
-            record["ab"]["requests_per_second"] *= 4  # type: ignore[index]
+        if record["case"] == "wait/sync/time" and (ab := record["ab"]):
+            ab["requests_per_second"] *= 4
     row = next(r for r in compare_runs(new, old).rows if r.case == "wait/sync/time")
     assert row.status == "regression" and "over 1% errors" in row.note
 

@@ -483,7 +483,8 @@ def test_healthchecks_cost_the_measured_server_nothing() -> None:
     assert exec_form(command) == probe
     assert check["test"][1:] == probe
     assert "python" not in " ".join(check["test"]) and "python" not in command
-    assert re.search(r"--interval=(\d+)s", flags) and int(re.search(r"--interval=(\d+)s", flags)[1]) >= 30  # type: ignore[index]
+    interval = re.search(r"--interval=(\d+)s", flags)
+    assert interval and int(interval[1]) >= 30
     assert seconds(check["interval"]) >= 30
     # Quick to turn healthy once it listens, however long the start period is.
     assert seconds(check["start_interval"]) <= 2 and "--start-interval=1s" in flags

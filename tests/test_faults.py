@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
 import psycopg
@@ -322,7 +322,7 @@ class TestDatabaseFaults:
         proxy.restore()
 
     async def _outage(
-        self, server: ServiceProcess, proxy: TcpProxy, paths: list[str], *, mode: str = "refuse",
+        self, server: ServiceProcess, proxy: TcpProxy, paths: list[str], *, mode: Literal["refuse", "blackhole"] = "refuse",
         workers: int = 3, down_for: float = 2.0,
     ) -> tuple[Load, list[str], dict[str, float]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
@@ -330,7 +330,7 @@ class TestDatabaseFaults:
         async with Load(server.url, paths, workers, timeout=OUTAGE_BOUND + 5) as load:
             await asyncio.sleep(0.7)
             cut_at = time.monotonic()
-            proxy.cut(mode)  # type: ignore[arg-type]
+            proxy.cut(mode)
             await asyncio.sleep(down_for)
             restored_at = time.monotonic()
             proxy.restore()

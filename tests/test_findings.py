@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Unpack
 
 import pytest
-from synthetic import make_record, make_records, make_run
+from synthetic import RecordOptions, make_record, make_records, make_run
 
 from loadtests.cli import verdict_code
 from loadtests.errors import EXIT_FINDING_FAILED, EXIT_INCONCLUSIVE, EXIT_PASS
@@ -21,11 +22,11 @@ COLLAPSE = FINDINGS_BY_ID["F1-wait"]
 
 
 def rounds(num: str, den: str, num_noise: tuple[float, ...], den_noise: tuple[float, ...] | None = None,
-           **fields: object) -> list[Record]:
+           **fields: Unpack[RecordOptions]) -> list[Record]:
     """Both cases in len(num_noise) rounds, each round's throughput scaled by its noise."""
     den_noise = den_noise or tuple(1.0 for _ in num_noise)
     return [record for r, (a, b) in enumerate(zip(num_noise, den_noise, strict=True))
-            for record in (make_record(num, round=r, noise=a, **fields), make_record(den, round=r, noise=b))]  # type: ignore[arg-type]
+            for record in (make_record(num, round=r, noise=a, **fields), make_record(den, round=r, noise=b))]
 
 
 def test_thresholds_come_from_the_model_at_the_profiles_shape() -> None:
@@ -143,7 +144,8 @@ def test_a_server_shaped_otherwise_is_judged_against_the_profile() -> None:
     f2 = FINDINGS_BY_ID["F2-asyncpg"]
     tiny = [make_record(key, round=r, eff=1.0) for r in range(3) for key in (f2.numerator, f2.denominator)]
     for record in tiny:
-        record["ab"]["successful_per_second"] = 10.0  # type: ignore[index]  # both bound by a pool of 1
+        assert record["ab"] is not None
+        record["ab"]["successful_per_second"] = 10.0  # both bound by a pool of 1
     verdict = evaluate(f2, tiny, DECLARED)
     assert verdict.status == "fail" and verdict.threshold == pytest.approx(math.sqrt(2.5))
 

@@ -150,7 +150,8 @@ def test_a_target_dying_mid_run_keeps_the_results_and_exits_3(
         run = Run(tmp_path / "run", harness_env, "--target", server.url)
         runs.append(run)
         run.wait_for(records=1)
-        os.killpg(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        assert server.pid is not None
+        os.killpg(server.pid, signal.SIGKILL)
         code = run.finish()
     finally:
         server.stop()

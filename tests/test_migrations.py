@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -44,7 +45,7 @@ def digest(url: str, table: str) -> tuple[int, str]:
 
 
 @pytest.mark.postgres
-def test_upgrade_downgrade_upgrade(empty_database_factory) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_downgrade_upgrade(empty_database_factory: Callable[[], str]) -> None:
     url = empty_database_factory()
     assert tables(url) == set()
 
@@ -68,7 +69,7 @@ def test_upgrade_downgrade_upgrade(empty_database_factory) -> None:  # type: ign
 
 
 @pytest.mark.postgres
-def test_seeding_is_deterministic(empty_database_factory) -> None:  # type: ignore[no-untyped-def]
+def test_seeding_is_deterministic(empty_database_factory: Callable[[], str]) -> None:
     first, second = empty_database_factory(), empty_database_factory()
     for url in (first, second):
         migrate.upgrade(url)
@@ -99,7 +100,7 @@ def test_seeding_is_deterministic(empty_database_factory) -> None:  # type: igno
 
 
 @pytest.mark.postgres
-def test_seeded_items_reference_existing_customers(empty_database_factory) -> None:  # type: ignore[no-untyped-def]
+def test_seeded_items_reference_existing_customers(empty_database_factory: Callable[[], str]) -> None:
     url = empty_database_factory()
     migrate.upgrade(url)
     seed_if_needed(url, SHAPE)

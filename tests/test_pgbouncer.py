@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol, TypedDict, Unpack, cast
 
 import httpx
 import psutil
@@ -75,8 +75,16 @@ def backend_pid(url: str) -> int:
 # --- the generated config ------------------------------------------------------------------------
 
 
-def config(url: str = "postgresql://bench:s3cret@db.example:5433/iobench", **overrides: object) -> PgBouncerConfig:
-    return PgBouncerConfig(upstream=Upstream.from_url(url), port=6433, auth_file="/x/userlist.txt", **overrides)  # type: ignore[arg-type]
+class ConfigOverrides(TypedDict, total=False):
+    """The numbers of a PgBouncerConfig the tests vary."""
+
+    pool_size: int
+    max_client_conn: int
+    statement_timeout_ms: int | None
+
+
+def config(url: str = "postgresql://bench:s3cret@db.example:5433/iobench", **overrides: Unpack[ConfigOverrides]) -> PgBouncerConfig:
+    return PgBouncerConfig(upstream=Upstream.from_url(url), port=6433, auth_file="/x/userlist.txt", **overrides)
 
 
 def test_the_config_pools_transactions_on_loopback_with_trust_auth() -> None:
@@ -127,7 +135,8 @@ def test_it_is_pgbouncer_in_transaction_mode_with_the_pool_size_asked(bouncer: P
     assert pgbouncer_version().startswith("PgBouncer 1.")
     assert bouncer.alive and bouncer.pid is not None
     assert psutil.Process(bouncer.pid).name() == "pgbouncer"
-    [pool] = [pool for pool in bouncer.show("POOLS") if pool["database"] == bouncer.config.database]  # type: ignore[union-attr]
+    assert bouncer.config is not None
+    [pool] = [pool for pool in bouncer.show("POOLS") if pool["database"] == bouncer.config.database]
     assert pool["pool_mode"] == "transaction"
     settings = {row["key"]: row["value"] for row in bouncer.show("CONFIG")}
     assert {key: settings[key] for key in ("query_wait_timeout", "server_login_retry", "server_connect_timeout")} == {
@@ -140,7 +149,9 @@ def test_it_is_pgbouncer_in_transaction_mode_with_the_pool_size_asked(bouncer: P
         with psycopg2.connect(bouncer.url) as connection, connection.cursor() as cursor:
             barrier.wait(10)
             cursor.execute("SELECT pg_backend_pid(), pg_sleep(0.2)")
-            pids.append(cursor.fetchone()[0])  # type: ignore[index]
+            row = cursor.fetchone()
+            assert row is not None
+            pids.append(row[0])
 
     threads = [threading.Thread(target=client) for _ in range(6)]
     for thread in threads:
@@ -411,7 +422,8 @@ def open_server_connections(bouncer: PgBouncerProcess, count: int) -> None:
         thread.start()
     for thread in threads:
         thread.join(30)
-    [pool] = [pool for pool in bouncer.show("POOLS") if pool["database"] == bouncer.config.database]  # type: ignore[union-attr]
+    assert bouncer.config is not None
+    [pool] = [pool for pool in bouncer.show("POOLS") if pool["database"] == bouncer.config.database]
     assert pool["sv_idle"] + pool["sv_used"] == count, pool
 
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from app.catalogue import DRIVERS, SCENARIOS
+from app.catalogue import DRIVERS, SCENARIOS, Scenario
 from app.main import create_app
 from app.settings import Settings
 
@@ -42,7 +42,7 @@ def full_database(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.mark.parametrize("scenario", LOOKUPS, ids=lambda s: s.id)
-def test_too_many_clients_is_a_503_naming_the_driver(full_database: Settings, scenario) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_clients_is_a_503_naming_the_driver(full_database: Settings, scenario: Scenario) -> None:
     with TestClient(create_app(full_database)) as client:
         response = client.get(scenario.path, params={"id": 1})
     assert response.status_code == 503, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from test_round_trips import EXPECTED
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
-def counted_service(settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def counted_service(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceProcess, ProxyProcess]]:
     """The service behind the wire proxy (no added delay), as the harness's counting pass runs it."""
     assert settings.database_url is not None
     logs = tmp_path_factory.mktemp("count")
@@ -29,7 +30,7 @@ def counted_service(settings: Settings, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.parametrize("driver", ["psycopg2", "asyncpg", "sqlalchemy-async"])
-def test_count_work_is_the_drivers_round_trips_times_the_steps(counted_service, driver: str) -> None:  # type: ignore[no-untyped-def]
+def test_count_work_is_the_drivers_round_trips_times_the_steps(counted_service: tuple[ServiceProcess, ProxyProcess], driver: str) -> None:
     service, proxy = counted_service
     style = "async" if driver in ("asyncpg", "sqlalchemy-async") else "sync"
     found = count_work(f"{service.url}/bench/lookup/{style}/{driver}", proxy)
@@ -38,7 +39,7 @@ def test_count_work_is_the_drivers_round_trips_times_the_steps(counted_service, 
     assert found["parses"] == 0 and found["sessions"] == 0, "warm pools open nothing and prepare nothing anew"
 
 
-def test_count_work_says_none_for_a_failing_route(counted_service) -> None:  # type: ignore[no-untyped-def]
+def test_count_work_says_none_for_a_failing_route(counted_service: tuple[ServiceProcess, ProxyProcess]) -> None:
     service, proxy = counted_service
     assert count_work(f"{service.url}/bench/lookup/sync/psycopg2?id=999999999", proxy) is None
 

@@ -34,19 +34,19 @@ class WireCounters(BaseModel):
     def count(self, *types: str) -> int:
         return sum(self.messages.get(kind, 0) for kind in types)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic documents this one
     @property
     def round_trips(self) -> int:
         """Query, Sync and Flush messages: each makes the client wait one network round trip."""
         return self.count(*ROUND_TRIP_TYPES)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic documents this one
     @property
     def statements(self) -> int:
         """Query and Execute messages (a Query holding several statements counts once)."""
         return self.count(*STATEMENT_TYPES)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic documents this one
     @property
     def parses(self) -> int:
         """Parse messages: statements the server had to plan anew (named or unnamed)."""

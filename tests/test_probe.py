@@ -28,7 +28,12 @@ class FreezableServer:
         server = self.loop.run_until_complete(asyncio.start_server(self._answer, "127.0.0.1", 0))
         self.port = server.sockets[0].getsockname()[1]
         started.set()
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:  # its socket and the loop's own, or they leak into a ResourceWarning (an error here)
+            server.close()
+            self.loop.run_until_complete(server.wait_closed())
+            self.loop.close()
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import httpx
 import typer
@@ -38,7 +38,7 @@ from loadtests.errors import (
 )
 from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failures, required_unsettled
 from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
-from loadtests.results import RESULTS, RunFolder, default_run_dir, read_run
+from loadtests.results import RESULTS, Record, RunFolder, default_run_dir, read_run
 from loadtests.runner import Harness, Job, finding_jobs, server_settings
 from loadtests.stability import series
 
@@ -200,6 +200,19 @@ def _print_verdicts(verdicts: list[Verdict]) -> None:
     console.print(table)
 
 
+def _print_crossovers(run: dict[str, Any], records: list[Record]) -> None:
+    """An RTT run's answer, where people look first: the RTT at which each async driver beats its sync twin."""
+    from loadtests.facts import Crossover, rtt_series
+
+    series = rtt_series(run, records)
+    if series is None or len(series.levels) < 2:
+        return
+    for x in series.crossovers:
+        ratios = ", ".join(f"{p.rtt_ms:g} ms {p.ratio.center:.2f}x" if p.ratio else f"{p.rtt_ms:g} ms -" for p in x.points)
+        console.print(f"crossover {x.workload}: {x.asynchronous} beats {x.synchronous} by {Crossover.WIN:g}x at "
+                      f"{x.reached} (model: {x.predicted_reached}); async/sync at {ratios}", highlight=False)
+
+
 def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
     from loadtests.facts import model_fit
     from loadtests.report import write_report  # matplotlib and Jinja2 load only when a report is written
@@ -211,6 +224,7 @@ def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
     misses = ", ".join(row.case.case for row in fit.misses[:8]) + (" ..." if len(fit.misses) > 8 else "")
     console.print(f"model: {fit.within} of {fit.total} cases within ×/÷ 1.25 of their prediction"
                   + (f"; misses (explained in the report): {escape(misses)}" if fit.misses else ""), highlight=False)
+    _print_crossovers(run, records)
     return write_report(folder, compare_with=compare), verdicts
 
 
@@ -527,9 +541,10 @@ def stability_command(
     raise typer.Exit(EXIT_FINDING_FAILED if unstable else 0)
 
 
-@cli.command("readme", help="Rewrite README.md's measured sections (<!-- results:start --> and <!-- stability:start -->) "
-             "from the run folders committed under results/ (results/default, results/stability/*). Every number "
-             "in those sections comes from them; a test keeps them equal.")
+@cli.command("readme", help="Rewrite README.md's measured sections (between <!-- results:start -->, <!-- stability:start --> "
+             "and <!-- production:start --> and their :end markers) from the run folders committed under results/ "
+             "(results/default, results/stability/*, results/production). Every number in those sections comes from "
+             "them; tests/test_readme_results.py keeps them equal.")
 def readme_command(
     readme: Annotated[Path, typer.Option(help="The README to rewrite.")] = Path("README.md"),
 ) -> None:

@@ -16,31 +16,34 @@ from loadtests.report import environment
 from loadtests.results import read_run
 from loadtests.stability import series
 
-#: The committed folders, relative to the project root: a main run, and the runs of a stability series.
+#: The committed folders, relative to the project root, per README section: a main run, the runs of a
+#: stability series and a run of the production profile.
 RESULTS = Path("results")
-MAIN_RUN = RESULTS / "default"
-STABILITY_RUNS = RESULTS / "stability"
-SECTIONS = ("results", "stability")
+FOLDERS = {"results": RESULTS / "default", "stability": RESULTS / "stability", "production": RESULTS / "production"}
+SECTIONS = tuple(FOLDERS)
 
 
-def render_results(folder: Path) -> str:
+def render_run(folder: Path, template: str, link: str) -> str:
+    """One run folder through ``template``, with the same facts its report shows; ``link`` is the folder as README.md links it."""
     run, records = read_run(folder)
     found = facts.build(run, records, evaluate_all(records, run))
-    context = {**{name: getattr(found, name) for name in found.__dataclass_fields__}, "folder": folder.as_posix()}
-    return environment(html=False).get_template("readme-results.md.j2").render(context).strip() + "\n"
+    context = {**{name: getattr(found, name) for name in found.__dataclass_fields__}, "folder": link}
+    return environment(html=False).get_template(template).render(context).strip() + "\n"
 
 
-def render_stability(folder: Path) -> str:
+def render_stability(folder: Path, link: str) -> str:
     runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: (p.name.split("-")[0], int(p.name.split("-")[-1])))
     groups = series(runs)
     return environment(html=False).get_template("readme-stability.md.j2").render(
-        groups=groups, folder=folder.as_posix()).strip() + "\n"
+        groups=groups, folder=link).strip() + "\n"
 
 
 def render(name: str, root: Path) -> str:
-    if name == "results":
-        return render_results(root / MAIN_RUN)
-    return render_stability(root / STABILITY_RUNS)
+    """README section ``name`` from its committed folder under ``root``."""
+    folder, link = root / FOLDERS[name], FOLDERS[name].as_posix()
+    if name == "stability":
+        return render_stability(folder, link)
+    return render_run(folder, f"readme-{name}.md.j2", link)
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -60,7 +63,7 @@ def rewrite(readme: Path, root: Path, names: tuple[str, ...] = SECTIONS) -> list
     """Render each section from its committed folder into ``readme``; returns the names that changed."""
     text, changed = readme.read_text(), []
     for name in names:
-        if not (root / (MAIN_RUN if name == "results" else STABILITY_RUNS)).exists():
+        if not (root / FOLDERS[name]).exists():
             continue
         fresh = render(name, root)
         if section(text, name) != fresh:

@@ -182,6 +182,9 @@ def test_the_production_shape_lines_up_every_setup(tmp_path: Path) -> None:
     assert table is not None
     assert table.setups == ["0 ms", "5 ms", "0 ms + PgBouncer", "0 ms, 2 workers"]
     assert set(table.rows) == {"lookup/sync/psycopg2", "lookup/async/asyncpg"}
-    text = write_report(write_folder(tmp_path / "run", records, make_run(records))).read_text()
+    folder = write_folder(tmp_path / "run", records, make_run(records))
+    text = write_report(folder).read_text()
     assert "## The production shape" in text and "| 0 ms, 2 workers |" in text
+    printed = CliRunner().invoke(cli, ["report", str(folder)]).output
+    assert "crossover lookup: lookup/async/asyncpg beats lookup/sync/psycopg2 by 1.5x at " in printed  # the run's answer, printed
     assert setup_table([r for r in records if not r.get("variant")]) is None

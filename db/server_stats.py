@@ -26,9 +26,12 @@ Where the numbers come from, and what to mind (PostgreSQL 15):
   now and then), and every new session adds one commit of its own (backend start-up reads the
   catalogs in a transaction): compare against a run without the work to measure, or repeat.
 - CPU: the client backends of the database (``pg_stat_activity``, optionally only those whose
-  ``application_name`` matches), ``utime + stime`` from ``/proc/<pid>/stat`` over ``CLK_TCK``
-  (10 ms resolution). Only for a server on this machine: elsewhere ``cpu`` is None. A backend
-  that exits between two snapshots takes its CPU with it (``ServerWork.backends_gone``).
+  ``application_name`` matches), each one's time on a CPU from ``/proc/<pid>/schedstat``
+  (nanoseconds, kept by the scheduler). Where the kernel has no schedstat, ``utime + stime`` from
+  ``/proc/<pid>/stat`` over ``CLK_TCK``: sampled at the timer tick (10 ms), which charges a whole
+  tick to whatever runs at the interrupt, so forty backends doing a millisecond each mostly read 0
+  (``CPU_CLOCK`` says which is used). Only for a server on this machine: elsewhere ``cpu`` is None.
+  A backend that exits between two snapshots takes its CPU with it (``ServerWork.backends_gone``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from db.url import libpq_url, with_database
 FLUSH_DELAY_S = 11.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PROC = Path("/proc")
+#: How a backend's CPU time is read here: "schedstat" (ns) or "ticks" (CLK_TCK, statistical).
+CPU_CLOCK = "schedstat" if (_PROC / "self" / "schedstat").exists() else "ticks"
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,12 @@ def backend_cpu_seconds(pid: int) -> float | None:
     name = stat[stat.find("(") + 1: stat.rfind(")")]
     if name != "postgres":
         return None
+    if CPU_CLOCK == "schedstat":
+        try:
+            # sched-stats.rst: time spent on the cpu (ns), time waiting on a runqueue, timeslices run.
+            return int((_PROC / str(pid) / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
     fields = stat[stat.rfind(")") + 2:].split()
     # fields[0] is field 3 (state) of proc_pid_stat(5); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS

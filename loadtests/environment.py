@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from db.server_stats import CPU_CLOCK
+
 
 def _run(command: list[str]) -> str | None:
     try:
@@ -48,6 +50,7 @@ def environment(ab_path: str, database_source: str) -> dict[str, Any]:
         "ab_version": ab_version(ab_path),
         "database_source": database_source,
         "load_average": os.getloadavg(),
+        "postgres_cpu_clock": CPU_CLOCK,  # db.server_stats: "schedstat" (ns) or "ticks" (10 ms, sampled)
     }
 
 

@@ -122,6 +122,22 @@ def test_proc_stat_is_parsed_after_the_last_parenthesis(tmp_path: Any, monkeypat
     (tmp_path / "42").mkdir()
     (tmp_path / "42" / "stat").write_text(f"42 (not (a) postgres) {' '.join(fields)}\n")
     monkeypatch.setattr(server_stats, "_PROC", tmp_path)
+    monkeypatch.setattr(server_stats, "CPU_CLOCK", "ticks")
     assert backend_cpu_seconds(41) == 4.0
     assert backend_cpu_seconds(42) is None
     assert backend_cpu_seconds(43) is None
+
+
+def test_schedstat_gives_nanoseconds_where_the_kernel_keeps_it(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ticks charge 10 ms to whoever runs at the interrupt; schedstat counts each backend's own ns."""
+    import db.server_stats as server_stats
+
+    fields = ["S"] + ["0"] * 10 + ["0", "0"] + ["0"] * 30
+    for pid, name in ((41, "postgres"), (42, "python3")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({name}) {' '.join(fields)}\n")
+        (tmp_path / str(pid) / "schedstat").write_text("1234567 89 3\n")
+    monkeypatch.setattr(server_stats, "_PROC", tmp_path)
+    monkeypatch.setattr(server_stats, "CPU_CLOCK", "schedstat")
+    assert backend_cpu_seconds(41) == pytest.approx(0.001234567)  # 0 ticks in stat, 1.2 ms on a CPU
+    assert backend_cpu_seconds(42) is None  # not a Postgres

@@ -64,6 +64,15 @@ def ci(found: Interval | None, ratio: bool = False) -> str:
     return f"{fmt(found.center)} [{fmt(found.low)}, {fmt(found.high)}]"
 
 
+def minutes(seconds: float | None) -> str:
+    """A run's wall time: ``7 min 48 s``."""
+    if _missing(seconds):
+        return "-"
+    assert seconds is not None
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"
+
+
 def center(found: Interval | None) -> float | None:
     return found.center if found else None
 
@@ -87,7 +96,7 @@ def environment(html: bool) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(q=quantity, ratio=ratio, pct=pct, signed_pct=signed_pct, ci=ci, center=center,
+    env.filters.update(q=quantity, ratio=ratio, pct=pct, signed_pct=signed_pct, ci=ci, center=center, minutes=minutes,
                        oneline=oneline, cell=cell)
     return env
 

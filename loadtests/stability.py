@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ class Series:
     folders: tuple[Path, ...]
     exit_codes: tuple[int | None, ...]
     flips: tuple[Flips, ...]
+    seconds: tuple[float | None, ...] = ()  # each run's wall time, start to finish
+
+    @property
+    def duration_range(self) -> tuple[float, float] | None:
+        """The shortest and longest run, in seconds."""
+        known = [s for s in self.seconds if s is not None]
+        return (min(known), max(known)) if known else None
 
     @property
     def required_changes(self) -> int:
@@ -46,6 +54,14 @@ def verdicts_of(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if (folder / RESULTS).exists():
         return run, [verdict.to_dict() for verdict in evaluate_all(records, run)]
     return run, list(run.get("verdicts") or [])
+
+
+def wall_seconds(run: dict[str, Any]) -> float | None:
+    """How long a run took, from run.json's started and finished."""
+    try:
+        return (datetime.fromisoformat(run["finished"]) - datetime.fromisoformat(run["started"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def series(folders: list[Path]) -> list[Series]:
@@ -64,5 +80,6 @@ def series(folders: list[Path]) -> list[Series]:
             required = any(v.get("required") for _, _, verdicts in runs for v in [verdicts.get(id, {})])
             flips.append(Flips(id, required, tuple(v["label"] for v in found), tuple(v["status"] for v in found)))
         codes = tuple(code if isinstance(code := run.get("exit_code"), int) else None for _, run, _ in runs)
-        result.append(Series(name, tuple(folder for folder, _, _ in runs), codes, tuple(flips)))
+        seconds = tuple(wall_seconds(run) for _, run, _ in runs)
+        result.append(Series(name, tuple(folder for folder, _, _ in runs), codes, tuple(flips), seconds))
     return result

@@ -14,7 +14,7 @@ from loadtests import facts
 from loadtests.findings import evaluate_all
 from loadtests.report import environment
 from loadtests.results import read_run
-from loadtests.stability import series
+from loadtests.stability import series, wall_seconds
 
 #: The committed folders, relative to the project root, per README section: a main run, the runs of a
 #: stability series and a run of the production profile.
@@ -27,7 +27,8 @@ def render_run(folder: Path, template: str, link: str) -> str:
     """One run folder through ``template``, with the same facts its report shows; ``link`` is the folder as README.md links it."""
     run, records = read_run(folder)
     found = facts.build(run, records, evaluate_all(records, run))
-    context = {**{name: getattr(found, name) for name in found.__dataclass_fields__}, "folder": link}
+    context = {**{name: getattr(found, name) for name in found.__dataclass_fields__}, "folder": link,
+               "seconds": wall_seconds(run)}
     return environment(html=False).get_template(template).render(context).strip() + "\n"
 
 

@@ -209,13 +209,16 @@ def pgbouncer_facts(run: dict[str, Any], records: list[Record]) -> PgBouncerFact
 
 
 def rtt_series(run: dict[str, Any], records: list[Record]) -> RttSeries | None:
+    """The RTT sweep (``--rtt-levels``), or a run whose database was a hop away at one RTT (``--db-rtt``)."""
     found = rtt_cases(records)
-    if not found:
-        return None
+    if not found:  # one level: no sweep, but the added RTT and the proxy's CPU are still the report's to say
+        found = {c.case: [c] for c in main_cases(records) if c.rtt_ms and c.records[0].get("pooled")}
+        if not found:
+            return None
     levels = sorted({point.rtt_ms for points in found.values() for point in points})
     cases = {case: {point.rtt_ms: point for point in points} for case, points in found.items()}
     crossovers = []
-    for workload in sorted({points[0].workload for points in found.values()}, key=workload_rank):
+    for workload in sorted({points[0].workload for points in found.values()} if len(levels) > 1 else (), key=workload_rank):
         for asynchronous, synchronous in RTT_PAIRS:
             num, den = f"{workload}/async/{asynchronous}", f"{workload}/sync/{synchronous}"
             if num not in cases or den not in cases:

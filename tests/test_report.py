@@ -188,3 +188,23 @@ def test_the_production_shape_lines_up_every_setup(tmp_path: Path) -> None:
     printed = CliRunner().invoke(cli, ["report", str(folder)]).output
     assert "crossover lookup: lookup/async/asyncpg beats lookup/sync/psycopg2 by 1.5x at " in printed  # the run's answer, printed
     assert setup_table([r for r in records if not r.get("variant")]) is None
+
+
+def test_a_single_rtt_run_reports_the_added_rtt_and_the_proxys_cpu(tmp_path: Path) -> None:
+    """`--db-rtt 1`: no sweep and no crossover, but the report says what the proxy added and cost."""
+    records: list[Record] = []
+    for number in range(3):
+        for case in ("lookup/sync/psycopg2", "lookup/async/asyncpg", "wait/sync/time"):
+            record = make_record(case, round=number)
+            record["rtt_ms"] = 1.0
+            if record["pooled"]:
+                assert record["cpu"] is not None
+                record["cpu"]["proxy_s"] = 0.0004
+            records.append(record)
+    folder = write_folder(tmp_path / "run", records, make_run(records, rtt_measured={"1": 1.2}))
+    text = write_report(folder).read_text()
+    section = text[text.index("## The database a network hop away"):]
+    section = section[: section.index("\n## ", 1)]
+    assert "measured added RTT: 1 ms → 1.20 ms" in section and "0.40 ms per request" in section
+    assert "| `lookup/async/asyncpg` |" in section and "`wait/sync/time`" not in section  # only cases with a database
+    assert "Crossover" not in section

@@ -209,8 +209,8 @@ def _print_crossovers(run: dict[str, Any], records: list[Record]) -> None:
         return
     for x in series.crossovers:
         ratios = ", ".join(f"{p.rtt_ms:g} ms {p.ratio.center:.2f}x" if p.ratio else f"{p.rtt_ms:g} ms -" for p in x.points)
-        console.print(f"crossover {x.workload}: {x.asynchronous} beats {x.synchronous} by {Crossover.WIN:g}x at "
-                      f"{x.reached} (model: {x.predicted_reached}); async/sync at {ratios}", highlight=False)
+        console.print(f"crossover {x.workload}: {x.asynchronous} over {x.synchronous} reaches {Crossover.WIN:g}x: "
+                      f"{x.reached} (model: {x.predicted_reached}); the ratio at {ratios}", highlight=False)
 
 
 def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:

@@ -186,7 +186,7 @@ def test_the_production_shape_lines_up_every_setup(tmp_path: Path) -> None:
     text = write_report(folder).read_text()
     assert "## The production shape" in text and "| 0 ms, 2 workers |" in text
     printed = CliRunner().invoke(cli, ["report", str(folder)]).output
-    assert "crossover lookup: lookup/async/asyncpg beats lookup/sync/psycopg2 by 1.5x at " in printed  # the run's answer, printed
+    assert "crossover lookup: lookup/async/asyncpg over lookup/sync/psycopg2 reaches 1.5x: " in printed  # the run's answer, printed
     assert setup_table([r for r in records if not r.get("variant")]) is None
 
 

@@ -33,7 +33,7 @@ def test_an_rtt_sweep_measures_each_level_through_the_proxy_and_reports_the_cros
     assert run["status"] == "complete", output
     assert 1.5 < run["rtt_measured"]["2"] < 3.5, run["rtt_measured"]
     assert "measured 2." in output or "measured 1." in output or "measured 3." in output
-    assert "crossover lookup: lookup/async/asyncpg beats lookup/sync/psycopg2 by 1.5x at " in output  # printed, not only in the report
+    assert "crossover lookup: lookup/async/asyncpg over lookup/sync/psycopg2 reaches 1.5x: " in output  # printed, not only in the report
     by_rtt = {(r["case"], r["rtt_ms"]) for r in records}
     assert by_rtt == {(case, rtt) for case in ("lookup/sync/psycopg2", "lookup/async/asyncpg") for rtt in (0.0, 2.0)}
     far = [r for r in records if r["rtt_ms"] == 2.0]

@@ -12,8 +12,6 @@ from typing import Any
 
 import psutil
 
-from db.server_stats import CPU_CLOCK
-
 
 def _run(command: list[str]) -> str | None:
     try:
@@ -40,6 +38,10 @@ def ab_version(ab_path: str) -> str | None:
 
 
 def environment(ab_path: str, database_source: str) -> dict[str, Any]:
+    # Imported here: db.server_stats needs the drivers' URL helpers, and the modules that only read the
+    # catalogue (loadtests.work, .model, .profiles) must not load a driver library.
+    from db.server_stats import CPU_CLOCK
+
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),

@@ -37,6 +37,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 SCENARIOS = ("wait/sync/time", "wait/threadpool/time", "wait/async/asyncio")
 HARNESS = [sys.executable, "-m", "loadtests", "--profile", "quick", *(arg for s in SCENARIOS for arg in ("--scenario", s)),
            "-n", "40", "-c", "4", "--seconds", "0.01", "--repeat", "1", "--max-repeat", "1"]
+#: For the tests that stop a run midway: cases of about 2 s each (400 requests of 2 x 10 ms, 4 at a time), so
+#: the signal lands mid-run even on a busy machine (with -n 40 a whole run can end between two polls).
+LONG_CASES = ("-n", "400")
 
 
 # --- running the harness as a process --------------------------------------------------------
@@ -123,7 +126,7 @@ def assert_partial(run: Run, code: int, status: str) -> tuple[dict[str, Any], li
     assert meta["planned"] == len(SCENARIOS)
     assert 1 <= len(records) < meta["planned"], [r["case"] for r in records]
     first = records[0]
-    assert first["case"] == SCENARIOS[0] and first["error"] is None and first["ab"] is not None and first["ab"]["complete"] == 40
+    assert first["case"] == SCENARIOS[0] and first["error"] is None and first["ab"] is not None and first["ab"]["complete"] == first["requests"]
     report = (run.out / "report.md").read_text()
     assert f"partial run: {len(records)} of {meta['planned']} planned measurements (status: {status})" in report
     assert SCENARIOS[0] in report, "the measured case is in the report"
@@ -166,7 +169,7 @@ def test_a_target_dying_mid_run_keeps_the_results_and_exits_3(
 def test_a_started_server_dying_mid_run_keeps_the_results_and_exits_3(
     harness_env: dict[str, str], tmp_path: Path, runs: list[Run]
 ) -> None:
-    run = Run(tmp_path / "run", harness_env)
+    run = Run(tmp_path / "run", harness_env, *LONG_CASES)
     runs.append(run)
     meta, _ = run.wait_for(records=1)
     pid = meta["servers"][0]["pid"]
@@ -187,7 +190,7 @@ def test_a_started_server_dying_mid_run_keeps_the_results_and_exits_3(
 def test_ctrl_c_writes_a_partial_report_exits_130_and_stops_the_server(
     harness_env: dict[str, str], tmp_path: Path, runs: list[Run]
 ) -> None:
-    run = Run(tmp_path / "run", harness_env)
+    run = Run(tmp_path / "run", harness_env, *LONG_CASES)
     runs.append(run)
     meta, _ = run.wait_for(records=1)
     pid = meta["servers"][0]["pid"]
@@ -204,7 +207,7 @@ def test_ctrl_c_writes_a_partial_report_exits_130_and_stops_the_server(
 @pytest.mark.ab
 def test_sigterm_is_handled_like_ctrl_c_and_exits_143(harness_env: dict[str, str], tmp_path: Path, runs: list[Run]) -> None:
     """`docker stop` and CI timeouts send SIGTERM to the harness alone: a partial report, no server left behind."""
-    run = Run(tmp_path / "run", harness_env)
+    run = Run(tmp_path / "run", harness_env, *LONG_CASES)
     runs.append(run)
     meta, _ = run.wait_for(records=1)
     pid = meta["servers"][0]["pid"]

@@ -340,6 +340,9 @@ def test_the_proxy_stops_with_its_parent(database_url: str) -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()  # warnings are errors: an open pipe is a ResourceWarning
 
 
 # --- bad input ---------------------------------------------------------------------------------------

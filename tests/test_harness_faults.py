@@ -58,6 +58,13 @@ def harness_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _terminal_sigint() -> None:
+    """In the child, before exec: SIGINT as a terminal's foreground job has it. Under a shell's background
+    job (`make test &`, CI runners) it starts ignored, an ignored signal stays ignored across exec, and a
+    Python started so never turns Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """``python -m loadtests`` in its own session (as a terminal's foreground job would be), output to a file."""
 
@@ -66,7 +73,8 @@ class Run:
         self.log = out.parent / f"{out.name}.out"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([*HARNESS, "--out", str(out), *extra], env=env, cwd=out.parent,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_terminal_sigint)
 
     @property
     def output(self) -> str:

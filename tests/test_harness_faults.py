@@ -38,7 +38,7 @@ SCENARIOS = ("wait/sync/time", "wait/threadpool/time", "wait/async/asyncio")
 HARNESS = [sys.executable, "-m", "loadtests", "--profile", "quick", *(arg for s in SCENARIOS for arg in ("--scenario", s)),
            "-n", "40", "-c", "4", "--seconds", "0.01", "--repeat", "1", "--max-repeat", "1"]
 #: For the tests that stop a run midway: cases of about 2 s each (400 requests of 2 x 10 ms, 4 at a time), so
-#: the signal lands mid-run even on a busy machine (with -n 40 a whole run can end between two polls).
+#: the stop lands in the second case with seconds to spare, not in a run of well under a second.
 LONG_CASES = ("-n", "400")
 
 

@@ -37,6 +37,13 @@ QUEUEPOOL_MIN_POLICY = "opened at start by iobench (QueuePool has no minimum); a
 _ENDED_BY_ROLLBACK = (psycopg2.extensions.TRANSACTION_STATUS_INTRANS, psycopg2.extensions.TRANSACTION_STATUS_INERROR)
 
 
+def queuepool_info(config: ConnectionConfig, pool: Any, kind: str) -> dict[str, Any]:
+    """/config's view of a QueuePool (this module's, or a SQLAlchemy engine's): its bounds and, once
+    started, the connections it holds open and those in use."""
+    live = {"open": pool.checkedin() + pool.checkedout(), "in_use": pool.checkedout()} if isinstance(pool, QueuePool) else {}
+    return config.pool_info(kind, QUEUEPOOL_MIN_POLICY, **live)
+
+
 def drop_closed_on_checkout(
     dbapi_connection: psycopg2.extensions.connection, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
 ) -> None:
@@ -81,8 +88,7 @@ class Psycopg2Database:
             self._pool = None
 
     def pool_info(self) -> dict[str, Any]:
-        live = {"open": self._pool.checkedin() + self._pool.checkedout(), "in_use": self._pool.checkedout()} if self._pool else {}
-        return self.config.pool_info("sqlalchemy.pool.QueuePool", QUEUEPOOL_MIN_POLICY, **live)
+        return queuepool_info(self.config, self._pool, "sqlalchemy.pool.QueuePool")
 
     def _connect(self) -> psycopg2.extensions.connection:
         connection = psycopg2.connect(

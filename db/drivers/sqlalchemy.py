@@ -30,11 +30,11 @@ import anyio.to_thread
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from db import queries
 from db.drivers.base import QUERY_CANCELED, ConnectionConfig, lost_prepared_statement, open_connections, refused_by_server, sqlstate, unavailable
-from db.drivers.psycopg2 import QUEUEPOOL_MIN_POLICY, drop_closed_on_checkout
+from db.drivers.psycopg2 import drop_closed_on_checkout, queuepool_info
 from db.url import with_driver
 
 _PG_SLEEP = text(queries.PG_SLEEP.sqlalchemy)
@@ -79,10 +79,8 @@ def _engine_kwargs(config: ConnectionConfig) -> dict[str, Any]:
 
 
 def _pool_info(config: ConnectionConfig, engine: Engine | AsyncEngine | None, kind: str) -> dict[str, Any]:
-    pool = engine.pool if engine is not None else None
     # Both engines get a QueuePool (an AsyncAdaptedQueuePool for the async one): pool_size is set.
-    live = {"open": pool.checkedin() + pool.checkedout(), "in_use": pool.checkedout()} if isinstance(pool, QueuePool) else {}
-    return config.pool_info(kind, QUEUEPOOL_MIN_POLICY, **live)
+    return queuepool_info(config, engine.pool if engine is not None else None, kind)
 
 
 class SqlalchemyDatabase:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
+import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
@@ -124,3 +127,28 @@ def test_config_reports_each_pool_truthfully(settings: Settings) -> None:
 def test_hello_and_ping(client: TestClient) -> None:
     assert client.get("/ping").json() == {"ok": True}
     assert client.get("/sync").json() == {"message": "Hello World"}
+
+
+def test_every_route_is_matched_on_the_apps_own_router() -> None:
+    """No included router: FastAPI matches one route by route twice per request, a cost that grows with
+    a route's place in the catalogue and so would differ between the scenarios being compared."""
+    paths = {getattr(route, "path", None) for route in create_app(Settings()).router.routes}
+    assert {scenario.path for scenario in SCENARIOS} | {"/scenarios", "/config"} <= paths
+
+
+@pytest.mark.postgres
+def test_a_def_route_takes_one_trip_through_the_threadpool(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case 1 is the handler in the threadpool, once: answering must not send the result through it again
+    (FastAPI validates a returned dict against an inferred model in the threadpool for a `def` route)."""
+    trips: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(func, "__name__", repr(func)))
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    for path in ("/bench/lookup/sync/psycopg2", "/bench/lookup/minimal/psycopg2"):
+        trips.clear()
+        assert client.get(path).status_code == 200
+        assert len(trips) == 1, (path, trips)

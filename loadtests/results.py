@@ -77,6 +77,7 @@ class Record(TypedDict, total=False):
     calibration_cpu: dict[str, Any] | None  # the same during the warm-up: what the prediction used
     cpu_utilisation: float | None  # service CPU seconds / wall seconds during the ab run
     wire: WirePerRequest | None  # round trips, statements, Parses, sessions per request
+    interleaved: dict[str, Any] | None  # interleave.Interleaved.to_dict(), or {"against", "error"}: instrument findings
 
 
 def is_main(record: Record) -> bool:

@@ -35,7 +35,8 @@ from app.settings import Settings
 from db.server_stats import ServerStats
 from loadtests.ab import AbError, run_ab
 from loadtests.errors import HarnessError
-from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
+from loadtests.findings import FINDINGS, INTERLEAVED, Finding, Verdict, evaluate_all, scenario_of
+from loadtests.interleave import measure_interleaved
 from loadtests.model import Prediction, ServerShape, capacity, efficiency, predict
 from loadtests.probe import PingProbe, Uncontended, measure_uncontended
 from loadtests.profiles import Case, Profile
@@ -410,7 +411,7 @@ class Harness:
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "requests": None, "uncontended_ms": None, "server_ms": None, "ab": None, "model": None,
             "efficiency": None, "ping": None, "cpu": None, "calibration_cpu": None, "cpu_utilisation": None,
-            "wire": None, "duration_s": None, "error": None,
+            "wire": None, "interleaved": None, "duration_s": None, "error": None,
         }
         started = time.monotonic()
         try:
@@ -455,11 +456,32 @@ class Harness:
                 if cpu.service_s is not None:
                     # The utilisation law: a server at ~100% of a core per worker is CPU-bound, whatever Little says.
                     record["cpu_utilisation"] = cpu.service_s * result.successful / wall
+            if (against := self._interleaved_against(job)) is not None:
+                record["interleaved"] = self._interleave(url, served, against)
         except (AbError, httpx.HTTPError) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             record["duration_s"] = round(time.monotonic() - started, 3)
         return record
+
+    def _interleaved_against(self, job: Job) -> str | None:
+        """The case an instrument finding alternates this main measurement with, if the run measures it too."""
+        if job.sweep or job.for_finding or job.variant or job.via != "direct":
+            return None
+        planned = {other.case.key for other in self.jobs}
+        return next((f.denominator for f in FINDINGS if f.metric == INTERLEAVED and f.numerator == job.case.key
+                     and f.denominator in planned), None)
+
+    def _interleave(self, url: str, served: Served, against: str) -> dict[str, Any] | None:
+        """Both routes in alternating slices on this server (``loadtests.interleave``), or why not."""
+        other = scenario_of(against)
+        if served.pid is None or other is None:
+            return {"against": against, "error": "the service's process is not on this machine"}
+        try:
+            found = measure_interleaved(url, served.url + other.path, against, served.pid, keepalive=self.keepalive)
+        except httpx.HTTPError as exc:
+            return {"against": against, "error": f"{type(exc).__name__}: {exc}"}
+        return found.to_dict() if found else {"against": against, "error": "this kernel keeps no schedstat"}
 
     def _warm_up(self, url: str, prediction: Prediction, concurrency: int,
                  served: Served) -> tuple[float | None, CpuPerRequest | None]:

@@ -156,3 +156,38 @@ def test_every_finding_names_cases_of_the_catalogue() -> None:
     for finding in FINDINGS:
         assert scenario_of(finding.numerator) and scenario_of(finding.denominator), finding.id
         assert isinstance(finding, Finding)
+
+
+def _interleaved(records: list[Record], case: str, slices: list[list[list[float]]], against: str) -> list[Record]:
+    """``records`` with ``case``'s record of each round carrying that round's slice pairs (CPU ms per request)."""
+    by_round = iter(slices)
+    for record in records:
+        if record["case"] == case:
+            record["interleaved"] = {"against": against, "slice_requests": 30, "cpu_ms": next(by_round)}
+    return records
+
+
+def test_an_instrument_finding_is_judged_on_every_slice_pair_of_every_round() -> None:
+    finding = FINDINGS_BY_ID["N7-instrument-asyncpg"]
+    num, den = finding.numerator, finding.denominator
+    # The catalogue route costs 1.05 ms where the minimal one costs 1.00: requests per CPU-second 0.952x,
+    # while the two routes' ab throughputs (ignored here) disagree by 2x.
+    steady = [[[1.05 * s, 1.00 * s] for s in (1.0, 1.3, 0.8, 1.1)] for _ in range(3)]
+    records = _interleaved(rounds(num, den, (0.5, 1.0, 2.0)), num, steady, den)
+    verdict = evaluate(finding, records, DECLARED)
+    assert verdict.status == "pass" and verdict.rounds == 3 and verdict.predicted_ratio is None
+    assert verdict.ratio is not None and verdict.ratio.n == 12 and verdict.ratio.center == pytest.approx(1 / 1.05)
+    assert "one client alternating" in finding.claim
+    # Pairs that scatter around 0.9 straddle it, and the reason counts slices and rounds.
+    noisy = [[[1.0, 0.8], [1.0, 1.0], [1.0, 0.9]] for _ in range(2)]
+    verdict = evaluate(finding, _interleaved(rounds(num, den, (1.0, 1.0)), num, noisy, den), DECLARED)
+    assert verdict.status == "inconclusive" and "6 slice pairs in 2 rounds" in verdict.reason
+
+
+def test_an_instrument_finding_without_slices_says_why() -> None:
+    finding = FINDINGS_BY_ID["N7-instrument-psycopg2"]
+    records = rounds(finding.numerator, finding.denominator, (1.0, 1.0, 1.0))
+    records[0]["interleaved"] = {"against": finding.denominator, "error": "HTTPStatusError: 503"}
+    verdict = evaluate(finding, records, DECLARED)
+    assert verdict.status == "inconclusive"
+    assert "has no interleaved slices: HTTPStatusError: 503" in verdict.reason

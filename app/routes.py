@@ -5,14 +5,14 @@ import datetime
 import json
 import random
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.catalogue import HELLO, SCENARIOS, STEPS, Kind, Scenario, Style
 from app.errors import DatabaseUnavailableBody, ErrorMessage, ValidationErrors
-from app.parameters import PG_INT_MAX, ParamsDependency, workload_parameters
+from app.parameters import PG_INT_MAX, WorkloadQuery, workload_queries
 from app.settings import Settings
 
 
@@ -87,19 +87,22 @@ def _minimal_endpoint(scenario: Scenario, settings: Settings) -> Callable[..., A
     return minimal_sync_route
 
 
-def _endpoint(scenario: Scenario, parameters: ParamsDependency) -> Callable[..., Any]:
+def _endpoint(scenario: Scenario, query: type[WorkloadQuery]) -> Callable[..., Any]:
     """The route function for ``scenario``: the same two steps, called the way its style says."""
     operation = scenario.workload.operation
     name = scenario.driver.name
     twin = scenario.twin.name if scenario.twin else None
-    Params = Annotated[dict[str, Any], Depends(parameters)]
+    if TYPE_CHECKING:
+        Params: TypeAlias = WorkloadQuery
+    else:  # FastAPI reads the annotation: the workload's own model, known once the route is built
+        Params = Annotated[query, Query()]
 
     if scenario.style is Style.SYNC:
 
         def sync_route(request: Request, params: Params) -> Response:
-            call = getattr(request.state.drivers[name], operation)
+            call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
             for _ in range(STEPS):
-                result = call(**params)
+                result = call(**kwargs)
             return _body(scenario, result)
 
         return sync_route
@@ -107,9 +110,9 @@ def _endpoint(scenario: Scenario, parameters: ParamsDependency) -> Callable[...,
     if scenario.style is Style.ASYNC_BLOCKING:
 
         async def async_blocking_route(request: Request, params: Params) -> Response:
-            call = getattr(request.state.drivers[name], operation)
+            call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
             for _ in range(STEPS):
-                result = call(**params)  # blocks the event loop: this is the point
+                result = call(**kwargs)  # blocks the event loop: this is the point
             return _body(scenario, result)
 
         return async_blocking_route
@@ -117,9 +120,9 @@ def _endpoint(scenario: Scenario, parameters: ParamsDependency) -> Callable[...,
     if scenario.style is Style.ASYNC:
 
         async def async_route(request: Request, params: Params) -> Response:
-            call = getattr(request.state.drivers[name], operation)
+            call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
             for _ in range(STEPS):
-                result = await call(**params)
+                result = await call(**kwargs)
             return _body(scenario, result)
 
         return async_route
@@ -127,17 +130,17 @@ def _endpoint(scenario: Scenario, parameters: ParamsDependency) -> Callable[...,
     if scenario.style is Style.THREADPOOL:
 
         async def threadpool_route(request: Request, params: Params) -> Response:
-            drivers = request.state.drivers
-            await run_in_threadpool(getattr(drivers[name], operation), **params)
-            result = await getattr(drivers[twin], operation)(**params)
+            drivers, kwargs = request.state.drivers, params.call_kwargs()
+            await run_in_threadpool(getattr(drivers[name], operation), **kwargs)
+            result = await getattr(drivers[twin], operation)(**kwargs)
             return _body(scenario, result)
 
         return threadpool_route
 
     async def threadpool_only_route(request: Request, params: Params) -> Response:
-        call = getattr(request.state.drivers[name], operation)
+        call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
         for _ in range(STEPS):
-            result = await run_in_threadpool(call, **params)
+            result = await run_in_threadpool(call, **kwargs)
         return _body(scenario, result)
 
     return threadpool_only_route
@@ -165,7 +168,7 @@ def _responses(scenario: Scenario) -> dict[int | str, dict[str, Any]]:
 def bench_router(settings: Settings) -> APIRouter:
     """Every catalogue scenario as a GET route, plus the article's hello routes and /ping."""
     router = APIRouter()
-    parameters = workload_parameters(settings)
+    queries = workload_queries(settings)
 
     @router.get("/sync", tags=["article"], summary="Hello world, `def` (the article's first route)")
     def read_sync() -> dict[str, str]:
@@ -185,7 +188,7 @@ def bench_router(settings: Settings) -> APIRouter:
         minimal = scenario.style is Style.MINIMAL
         router.add_api_route(
             scenario.path,
-            _minimal_endpoint(scenario, settings) if minimal else _endpoint(scenario, parameters[scenario.workload.name]),
+            _minimal_endpoint(scenario, settings) if minimal else _endpoint(scenario, queries[scenario.workload.name]),
             methods=["GET"],
             name=scenario.id,
             summary=scenario.id,

@@ -157,8 +157,8 @@ FINDINGS: tuple[Finding, ...] = (
               "(not in the article: what the instrument itself costs)",
               "The catalogue's routes declare their query (a model FastAPI validates) where the minimal one reads ?id= "
               "by hand; the driver calls and the JSON are the same. A driver comparison is only readable while that share "
-              "is small. Judged on "
-              "the service's CPU per request in alternating slices: two ab runs drift apart by more than the few percent sought.",
+              "is small. Judged on the service's CPU per request in alternating slices: two ab runs drift apart by more "
+              "than the few percent sought.",
               threshold=0.9, threshold_reason="the instrument's share at most 10% of a lookup's service CPU")
       for style, driver in (("async", "asyncpg"), ("sync", "psycopg2"))),
     *(Finding(f"R1-{workload}", f"Async wins once the database is a network hop away ({workload})",

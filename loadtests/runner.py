@@ -472,7 +472,7 @@ class Harness:
         return next((f.denominator for f in FINDINGS if f.metric == INTERLEAVED and f.numerator == job.case.key
                      and f.denominator in planned), None)
 
-    def _interleave(self, url: str, served: Served, against: str) -> dict[str, Any] | None:
+    def _interleave(self, url: str, served: Served, against: str) -> dict[str, Any]:
         """Both routes in alternating slices on this server (``loadtests.interleave``), or why not."""
         other = scenario_of(against)
         if served.pid is None or other is None:

@@ -5,14 +5,14 @@ import datetime
 import json
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.catalogue import HELLO, SCENARIOS, STEPS, Kind, Scenario, Style
 from app.errors import DatabaseUnavailableBody, ErrorMessage, ValidationErrors
-from app.parameters import PG_INT_MAX, WorkloadQuery, workload_queries
+from app.parameters import PG_INT_MAX, WorkloadQuery, query_parameters, workload_queries
 from app.settings import Settings
 
 
@@ -32,16 +32,11 @@ def _json(body: object, status: int = 200) -> Response:
     """The body serialised once by the standard library, as a hand-written route does it.
 
     Every bench route answers this way, so the catalogue's routes and the minimal ones differ only in how
-    they read their parameters: FastAPI's own encoding validates a returned dict against the inferred
-    ``dict[str, Any]`` model, which for a ``def`` route costs a second trip through the threadpool.
+    they read their parameters (a pydantic model, or a check by hand): FastAPI's own encoding validates a
+    returned dict against the inferred ``dict[str, Any]`` model, which for a ``def`` route costs a second
+    trip through the threadpool.
     """
     return Response(json.dumps(body, default=_iso, separators=(",", ":")), status, media_type="application/json")
-
-
-#: The minimal routes read ?id= themselves; this documents it for /docs and the fuzz tests.
-_ID_PARAMETER = {"name": "id", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": PG_INT_MAX},
-                 "description": "Item id; random in 1..seed_rows if absent."}
 
 
 def _minimal_endpoint(scenario: Scenario, settings: Settings) -> Callable[..., Any]:
@@ -92,15 +87,13 @@ def _endpoint(scenario: Scenario, query: type[WorkloadQuery]) -> Callable[..., A
     operation = scenario.workload.operation
     name = scenario.driver.name
     twin = scenario.twin.name if scenario.twin else None
-    if TYPE_CHECKING:
-        Params: TypeAlias = WorkloadQuery
-    else:  # FastAPI reads the annotation: the workload's own model, known once the route is built
-        Params = Annotated[query, Query()]
+    # Each route validates its query itself (see app/parameters.py for why); a ``def`` route does it in its thread.
+    read = query.from_query
 
     if scenario.style is Style.SYNC:
 
-        def sync_route(request: Request, params: Params) -> Response:
-            call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
+        def sync_route(request: Request) -> Response:
+            call, kwargs = getattr(request.state.drivers[name], operation), read(request.query_params).call_kwargs()
             for _ in range(STEPS):
                 result = call(**kwargs)
             return _body(scenario, result)
@@ -109,8 +102,8 @@ def _endpoint(scenario: Scenario, query: type[WorkloadQuery]) -> Callable[..., A
 
     if scenario.style is Style.ASYNC_BLOCKING:
 
-        async def async_blocking_route(request: Request, params: Params) -> Response:
-            call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
+        async def async_blocking_route(request: Request) -> Response:
+            call, kwargs = getattr(request.state.drivers[name], operation), read(request.query_params).call_kwargs()
             for _ in range(STEPS):
                 result = call(**kwargs)  # blocks the event loop: this is the point
             return _body(scenario, result)
@@ -119,8 +112,8 @@ def _endpoint(scenario: Scenario, query: type[WorkloadQuery]) -> Callable[..., A
 
     if scenario.style is Style.ASYNC:
 
-        async def async_route(request: Request, params: Params) -> Response:
-            call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
+        async def async_route(request: Request) -> Response:
+            call, kwargs = getattr(request.state.drivers[name], operation), read(request.query_params).call_kwargs()
             for _ in range(STEPS):
                 result = await call(**kwargs)
             return _body(scenario, result)
@@ -129,16 +122,16 @@ def _endpoint(scenario: Scenario, query: type[WorkloadQuery]) -> Callable[..., A
 
     if scenario.style is Style.THREADPOOL:
 
-        async def threadpool_route(request: Request, params: Params) -> Response:
-            drivers, kwargs = request.state.drivers, params.call_kwargs()
+        async def threadpool_route(request: Request) -> Response:
+            drivers, kwargs = request.state.drivers, read(request.query_params).call_kwargs()
             await run_in_threadpool(getattr(drivers[name], operation), **kwargs)
             result = await getattr(drivers[twin], operation)(**kwargs)
             return _body(scenario, result)
 
         return threadpool_route
 
-    async def threadpool_only_route(request: Request, params: Params) -> Response:
-        call, kwargs = getattr(request.state.drivers[name], operation), params.call_kwargs()
+    async def threadpool_only_route(request: Request) -> Response:
+        call, kwargs = getattr(request.state.drivers[name], operation), read(request.query_params).call_kwargs()
         for _ in range(STEPS):
             result = await run_in_threadpool(call, **kwargs)
         return _body(scenario, result)
@@ -151,10 +144,10 @@ def _responses(scenario: Scenario) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     if scenario.workload.name == "lookup":
         responses[404] = {"model": ErrorMessage, "description": "No item with this id"}
-    if scenario.style is Style.MINIMAL:
-        # A hand-written route answers a bad ?id= itself, in FastAPI's shape (it declares no parameters to validate).
+    if scenario.workload.name != "file":
+        # No route declares its parameters to FastAPI, so its 422 (the same body) is documented here.
         responses[422] = {"model": ValidationErrors, "description": "Bad parameter"}
-    if scenario.workload.name == "file":
+    else:
         # resolve_data_file's own refusals say it in words, so a 422 here is either shape.
         responses[422] = {"model": ValidationErrors | ErrorMessage, "description": "Bad parameter, or not a plain file name"}
         responses[403] = {"model": ErrorMessage, "description": "The name resolves outside the data folder"}
@@ -185,16 +178,16 @@ def bench_router(settings: Settings) -> APIRouter:
     for scenario in SCENARIOS:
         if scenario.workload is HELLO:
             continue
-        minimal = scenario.style is Style.MINIMAL
+        minimal, query = scenario.style is Style.MINIMAL, queries[scenario.workload.name]
         router.add_api_route(
             scenario.path,
-            _minimal_endpoint(scenario, settings) if minimal else _endpoint(scenario, queries[scenario.workload.name]),
+            _minimal_endpoint(scenario, settings) if minimal else _endpoint(scenario, query),
             methods=["GET"],
             name=scenario.id,
             summary=scenario.id,
             description=scenario.demonstrates,
             tags=[scenario.workload.name],
             responses=_responses(scenario),
-            openapi_extra={"parameters": [_ID_PARAMETER]} if minimal else None,
+            openapi_extra={"parameters": query_parameters(query)},
         )
     return router

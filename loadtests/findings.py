@@ -155,8 +155,8 @@ FINDINGS: tuple[Finding, ...] = (
     *(Finding(f"N7-instrument-{driver}", "iobench's routes cost little next to a hand-written one",
               f"lookup/{style}/{driver}", f"lookup/minimal/{driver}", INTERLEAVED, ">=", False,
               "(not in the article: what the instrument itself costs)",
-              "The catalogue's routes declare their query (a model FastAPI validates) where the minimal one reads ?id= "
-              "by hand; the driver calls and the JSON are the same. A driver comparison is only readable while that share "
+              "The catalogue's routes validate their query with the workload's pydantic model where the minimal one checks "
+              "?id= by hand; the driver calls and the JSON are the same. A driver comparison is only readable while that share "
               "is small. Judged on the service's CPU per request in alternating slices: two ab runs drift apart by more "
               "than the few percent sought.",
               threshold=0.9, threshold_reason="the instrument's share at most 10% of a lookup's service CPU")

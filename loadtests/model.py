@@ -229,6 +229,10 @@ def explain(case: CaseSummary) -> str:
                 why = "the blocked loop also delays accepting and answering, beyond the time the handler holds it"
             else:
                 why = "something the model does not count binds (the GIL, ab on the same cores, Postgres locks)"
+        elif bound == "service CPU" and cpu is not None and cpu > 1:
+            # The bound is one core per worker, for the GIL; CPU spent with the GIL released runs beside it.
+            why = (f"the service kept {cpu:.2f} cores busy, more than the one per worker the GIL allows Python: work "
+                   "that releases it (the kernel copying a file's pages, in the threads that read it) runs beside it" + grew)
         elif "CPU" in bound or bound == "shared cores":
             why = "CPU per request fell under load below the warm-up's (batched work, warm caches)" + grew
         else:

@@ -51,6 +51,13 @@ def test_explain_names_the_cpu_and_errors() -> None:
     assert explain(fine) == ""
 
 
+def test_a_service_beyond_one_core_is_explained_by_work_outside_the_gil() -> None:
+    records = [make_record("file/sync/open[large.bin]", eff=1.3, cpu_util=1.29, round=r) for r in range(3)]
+    for record in records:
+        record["model"]["bound"] = "service CPU"
+    assert "1.29 cores busy" in explain(summarise(records)[0]) and "GIL" in explain(summarise(records)[0])
+
+
 def test_resources_are_held_for_the_servers_share_and_clients_wait_the_whole_latency() -> None:
     # W = 12 ms as the client sees it, S = 10 ms in the app: the event loop is held for S, not W.
     p = predict(SCENARIOS_BY_ID["lookup/async-blocking/psycopg2"], 40, 0.012, SHAPE, hold_s=0.010)

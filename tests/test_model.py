@@ -54,6 +54,7 @@ def test_explain_names_the_cpu_and_errors() -> None:
 def test_a_service_beyond_one_core_is_explained_by_work_outside_the_gil() -> None:
     records = [make_record("file/sync/open[large.bin]", eff=1.3, cpu_util=1.29, round=r) for r in range(3)]
     for record in records:
+        assert record["model"] is not None
         record["model"]["bound"] = "service CPU"
     assert "1.29 cores busy" in explain(summarise(records)[0]) and "GIL" in explain(summarise(records)[0])
 

@@ -3,11 +3,11 @@
 Each workload's parameters are one pydantic model, which a route validates itself
 (``Model.from_query(request.query_params)``, about 2 µs) rather than declaring it to FastAPI.
 Declared as ``Annotated[Model, Query()]``, the same model cost the lookup routes 5-10% of their
-service CPU next to the hand-written minimal route (N7: 0.903-0.947 over three default runs),
-as an ``async def`` dependency about 1% more; validated here, 0.98 in the same measurement
-(``loadtests.interleave``, 60 slice pairs per driver). Both answer a bad value alike: FastAPI's
-422 with the same body, and ``query_parameters`` documents the model in the OpenAPI schema as
-FastAPI would have.
+service CPU next to the hand-written minimal route (N7: 0.903-0.947 over three default runs on
+5d43932), as an ``async def`` dependency about 1% more; validated here, 0.976-1.01 over three
+default runs on acf0188 (results/stability). Both answer a bad value alike: FastAPI's 422 with
+the same body, and ``query_parameters`` documents the model in the OpenAPI schema as FastAPI
+would have.
 """
 
 

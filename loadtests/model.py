@@ -12,7 +12,8 @@ W is the uncontended latency as one client sees it. A resource is held for the s
 share of it, S (the app's own Server-Timing: W minus connecting and the client's work), so
 t_r is the part of S a request holds r. Which resources a route holds depends on its style:
 
-- ``async-blocking``: the event loop, 1 slot per worker, for all of S (nothing else runs meanwhile);
+- ``async-blocking``: the event loop, 1 slot per worker, for all of S (nothing else runs meanwhile)
+  and for the CPU the loop spends on the request outside S (``predict``);
 - ``sync``: an AnyIO threadpool token for all of S (and a pooled connection while querying);
 - ``threadpool``: a token for step 1 only (S/2), then the async twin's connection;
 - ``threadpool-only``: a token for each step, so S in all;
@@ -173,14 +174,24 @@ def predict(
     *,
     hold_s: float | None = None,
     cpu: CpuPerRequest | None = None,
+    loop_cpu_s: float | None = None,
 ) -> Prediction:
     """The throughput of ``scenario``: its uncontended latency ``latency_s`` (W) bounds the clients,
-    the server's share ``hold_s`` (S, default W) the resources, and ``cpu`` (per request) the CPU."""
+    the server's share ``hold_s`` (S, default W) the resources, and ``cpu`` (per request) the CPU.
+
+    The event loop is held for S and, besides, for the CPU it spends on the request outside the
+    app (HTTP in and out, accepting): the service's CPU per request less ``loop_cpu_s``, the loop's
+    CPU within S (Server-Timing ``loop``). Nothing else runs while a blocking call holds it, so an
+    ``async-blocking`` route gets the loop for S plus that share, not for S alone."""
     latency_s = max(latency_s, 1e-6)
     hold = max(hold_s or latency_s, 1e-6)
+    outside_app = 0.0
+    if cpu is not None and cpu.service_s is not None and loop_cpu_s is not None:
+        outside_app = max(0.0, cpu.service_s - loop_cpu_s)
     rates: dict[str, float] = {}
     for bound in bounds(scenario, concurrency, shape):
-        rate = bound.rps(latency_s if bound.resource == "clients" else hold)
+        held = {"clients": latency_s, "event loop": hold + outside_app}.get(bound.resource, hold)
+        rate = bound.rps(held)
         rates[bound.resource] = min(rate, rates.get(bound.resource, math.inf))
     if cpu is not None:
         rates.update(cpu_bounds(cpu, shape))

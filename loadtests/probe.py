@@ -58,27 +58,33 @@ class Uncontended:
     status: int
     body: str
     server_s: float | None = None
+    #: The event loop's CPU over S (Server-Timing ``loop``): the part of S the loop spends working, not waiting.
+    loop_cpu_s: float | None = None
 
 
 def measure_uncontended(url: str, *, min_requests: int = 3, min_seconds: float = 0.5, max_requests: int = 200,
                         keepalive: bool = False, timeout: float = 120.0) -> Uncontended:
     """Median latency of sequential requests; stops at the first non-200 answer."""
     headers = {} if keepalive else {"Connection": "close"}  # like ab without -k: a connection per request
-    latencies, server_ms = [], []
+    latencies, server_ms, loop_ms = [], [], []
     started = time.perf_counter()
     with httpx.Client(timeout=timeout, headers=headers) as client:
         while True:
             t0 = time.perf_counter()
             response = client.get(url)
             latencies.append(time.perf_counter() - t0)
-            if (held := server_timing.parse(response.headers.get("server-timing"))) is not None:
+            timing = response.headers.get("server-timing")
+            if (held := server_timing.parse(timing)) is not None:
                 server_ms.append(held)
+            if (worked := server_timing.parse(timing, "loop")) is not None:
+                loop_ms.append(worked)
             if response.status_code != 200:
                 return Uncontended(statistics.median(latencies), len(latencies), response.status_code, response.text[:500])
             done = len(latencies)
             if done >= max_requests or (done >= min_requests and time.perf_counter() - started >= min_seconds):
                 server_s = statistics.median(server_ms) / 1000 if server_ms else None
-                return Uncontended(statistics.median(latencies), done, 200, "", server_s)
+                loop_cpu_s = statistics.median(loop_ms) / 1000 if loop_ms else None
+                return Uncontended(statistics.median(latencies), done, 200, "", server_s, loop_cpu_s)
 
 
 class PingProbe:

@@ -69,6 +69,7 @@ class Record(TypedDict, total=False):
     # What was measured.
     uncontended_ms: float | None  # W: one client, one request at a time
     server_ms: float | None  # S: the server's share of W (its Server-Timing header)
+    loop_cpu_ms: float | None  # the event loop's CPU within S (Server-Timing ``loop``)
     model: dict[str, Any] | None  # model.Prediction.to_dict()
     efficiency: float | None  # successful rps / predicted rps
     ab: dict[str, Any] | None  # ab.AbResult.to_dict()

@@ -409,7 +409,7 @@ class Harness:
             "rtt_ms": job.rtt_ms, "variant": job.variant, "via": job.via, "workers": shape.workers,
             "keepalive": self.keepalive, "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "requests": None, "uncontended_ms": None, "server_ms": None, "ab": None, "model": None,
+            "requests": None, "uncontended_ms": None, "server_ms": None, "loop_cpu_ms": None, "ab": None, "model": None,
             "efficiency": None, "ping": None, "cpu": None, "calibration_cpu": None, "cpu_utilisation": None,
             "wire": None, "interleaved": None, "duration_s": None, "error": None,
         }
@@ -422,10 +422,11 @@ class Harness:
             first = predict(job.case.scenario, job.concurrency, single.latency_s, shape, hold_s=single.server_s)
             warm, calibration = self._warm_up(url, first, job.concurrency, served)
             prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape, hold_s=single.server_s,
-                                 cpu=calibration)
+                                 cpu=calibration, loop_cpu_s=single.loop_cpu_s)
             record["uncontended_ms"] = single.latency_s * 1000
             record["model"] = prediction.to_dict()
             record["server_ms"] = single.server_s * 1000 if single.server_s else None
+            record["loop_cpu_ms"] = single.loop_cpu_s * 1000 if single.loop_cpu_s is not None else None
             record["calibration_cpu"] = calibration.to_dict() if calibration else None
             record["wire"] = self.wire.get(job.case.key) if job.via == "direct" else None
             # Sized by what earlier rounds measured, else by the warm-up, never by the prediction: a

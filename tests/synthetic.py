@@ -88,7 +88,7 @@ def make_record(
         **case.to_dict(),  # type: ignore[typeddict-item]  # the scenario's fields, as Record declares them
         "round": round, "sweep": sweep, "for_finding": for_finding, "concurrency": c, "requests": requests,
         "keepalive": False, "server": server, "threadpool_tokens": TOKENS, "uncontended_ms": w_ms,
-        "server_ms": w_ms * 0.9, "ab": ab, "model": prediction.to_dict(), "efficiency": eff * noise, "ping": ping,
+        "server_ms": w_ms * 0.9, "loop_cpu_ms": 0.2, "ab": ab, "model": prediction.to_dict(), "efficiency": eff * noise, "ping": ping,
         "cpu": {"service_s": 0.0008, "postgres_s": 0.0002 if scenario.driver.pooled else 0.0, "client_s": 0.0001,
                 "new_sessions": 0},
         "calibration_cpu": None,

@@ -67,6 +67,18 @@ def test_resources_are_held_for_the_servers_share_and_clients_wait_the_whole_lat
     assert p.bounds["clients"] == pytest.approx(40 / 0.012)
 
 
+def test_a_blocked_event_loop_is_also_held_for_its_work_outside_the_app() -> None:
+    # S = 1 ms in the app, of which the loop works 0.3 ms; a request costs the service 0.9 ms of CPU in all,
+    # so the loop also spends 0.6 ms on it outside the app (HTTP in and out): held 1.6 ms per request.
+    cpu = CpuPerRequest(service_s=0.0009, postgres_s=None, client_s=None, new_sessions=0)
+    scenario = SCENARIOS_BY_ID["lookup/async-blocking/psycopg2"]
+    p = predict(scenario, 40, 0.002, SHAPE, hold_s=0.001, cpu=cpu, loop_cpu_s=0.0003)
+    assert p.bound == "event loop" and p.rps == pytest.approx(1 / 0.0016)
+    assert predict(scenario, 40, 0.002, SHAPE, hold_s=0.001, cpu=cpu).rps == pytest.approx(1000)  # no loop CPU read: S
+    threads = predict(SCENARIOS_BY_ID["lookup/sync/psycopg2"], 40, 0.002, SHAPE, hold_s=0.001, cpu=cpu, loop_cpu_s=0.0003)
+    assert threads.bounds["threadpool"] == pytest.approx(TOKENS / 0.001)  # a thread is held for S alone
+
+
 def test_cpu_bounds_follow_the_utilisation_law() -> None:
     cpu = CpuPerRequest(service_s=0.001, postgres_s=0.0004, client_s=0.0002, new_sessions=0)
     p = predict(SCENARIOS_BY_ID["lookup/async/asyncpg"], 40, 0.002, SHAPE, cpu=cpu)

@@ -10,6 +10,7 @@ import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
+from app import timing
 from app.catalogue import ARTICLE_CASES, DRIVERS, FILE, SCENARIOS, STEPS, Scenario, Style
 from app.data_folder import LARGE_FILE, SEED_FILES, SMALL_FILE
 from app.introspection import SERVICE_LIBRARIES
@@ -152,3 +153,13 @@ def test_a_def_route_takes_one_trip_through_the_threadpool(client: TestClient, m
         trips.clear()
         assert client.get(path).status_code == 200
         assert len(trips) == 1, (path, trips)
+
+
+@pytest.mark.postgres
+def test_server_timing_gives_the_apps_wall_time_and_the_loops_cpu(client: TestClient) -> None:
+    """``app`` is S, the model's hold time; ``loop`` the loop's CPU within it: a sleeping route holds
+    the loop for its sleeps while spending almost no CPU on them (a wide margin, not a timing)."""
+    response = client.get("/bench/wait/async-blocking/time", params={"seconds": 0.05})
+    held, worked = timing.parse(response.headers["server-timing"]), timing.parse(response.headers["server-timing"], "loop")
+    assert held is not None and worked is not None
+    assert held >= 100 and 0 <= worked < held / 5

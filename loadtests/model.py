@@ -231,7 +231,7 @@ def explain(case: CaseSummary) -> str:
     if in_band(measured) is False and measured is not None:
         cpu = case.cpu_utilisation
         part = {"service CPU": "service_s", "Postgres CPU": "postgres_s", "ab CPU": "client_s", "wire proxy CPU": "proxy_s",
-                "PgBouncer CPU": "pgbouncer_s"}.get(bound)
+                "PgBouncer CPU": "pgbouncer_s", "event loop": "service_s"}.get(bound)
         before, during = (case.calibration_cpu_ms(part), case.cpu_ms(part)) if part else (None, None)
         grew = f" ({before:.2f} ms per request in the warm-up, {during:.2f} under load)" if before and during else ""
         if measured < 1:
@@ -245,7 +245,9 @@ def explain(case: CaseSummary) -> str:
             elif bound.startswith("pool"):
                 why = f"clients queue for the {bound.removeprefix('pool ')} pool's connections; acquiring under contention costs more than S shows"
             elif bound == "event loop":
-                why = "the blocked loop also delays accepting and answering, beyond the time the handler holds it"
+                rose = f"its CPU per request rose{grew}, and " if before and during and during > before else ""
+                why = (f"the loop's time per request grew under load beyond what one client shows: {rose}it waits for a "
+                       "core it shares with Postgres and ab")
             else:
                 why = "something the model does not count binds (the GIL, ab on the same cores, Postgres locks)"
         elif bound == "service CPU" and cpu is not None and cpu > 1:

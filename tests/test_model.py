@@ -79,6 +79,16 @@ def test_a_blocked_event_loop_is_also_held_for_its_work_outside_the_app() -> Non
     assert threads.bounds["threadpool"] == pytest.approx(TOKENS / 0.001)  # a thread is held for S alone
 
 
+def test_an_event_loop_miss_says_what_grew_under_load() -> None:
+    records = [make_record("lookup/async-blocking/psycopg2", eff=0.7, round=r) for r in range(3)]
+    for record in records:
+        record["calibration_cpu"] = {"service_s": 0.0004}
+        assert record["cpu"] is not None
+        record["cpu"]["service_s"] = 0.0005
+    why = explain(summarise(records)[0])
+    assert "bound event loop" in why and "0.40 ms per request in the warm-up, 0.50 under load" in why
+
+
 def test_cpu_bounds_follow_the_utilisation_law() -> None:
     cpu = CpuPerRequest(service_s=0.001, postgres_s=0.0004, client_s=0.0002, new_sessions=0)
     p = predict(SCENARIOS_BY_ID["lookup/async/asyncpg"], 40, 0.002, SHAPE, cpu=cpu)

@@ -4,8 +4,8 @@ Each workload's parameters are one pydantic model, which a route validates itsel
 (``Model.from_query(request.query_params)``, about 2 µs) rather than declaring it to FastAPI.
 Declared as ``Annotated[Model, Query()]``, the same model cost the lookup routes 5-10% of their
 service CPU next to the hand-written minimal route (N7: 0.903-0.947 over three default runs on
-5d43932), as an ``async def`` dependency about 1% more; validated here, 0.976-1.01 over three
-default runs on acf0188 (results/stability). Both answer a bad value alike: FastAPI's 422 with
+5d43932), as an ``async def`` dependency about 1% more; validated here, 0.976-0.996 over three
+default runs on 1cb093a (results/stability). Both answer a bad value alike: FastAPI's 422 with
 the same body, and ``query_parameters`` documents the model in the OpenAPI schema as FastAPI
 would have.
 """

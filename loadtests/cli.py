@@ -244,7 +244,7 @@ def main_command(
         str,
         typer.Option(
             "--profile", "-p",
-            help="quick (about two minutes, a few key cases), default (the whole catalogue, eight to ten minutes on 2 cores) "
+            help="quick (about two minutes, a few key cases), default (the whole catalogue, about eight minutes on 2 cores) "
             "or article (3 s waits, -n 200 -c 100: hours).",
         ),
     ] = "default",

@@ -1,22 +1,17 @@
 """Query parameters of each workload, bounded by the settings.
 
-Each workload's parameters are one pydantic model, which a route validates itself
-(``Model.from_query(request.query_params)``, about 2 µs) rather than declaring it to FastAPI.
-Declared as ``Annotated[Model, Query()]``, the same model cost the lookup routes 5-10% of their
-service CPU next to the hand-written minimal route (N7: 0.903-0.947 over three default runs on
-5d43932), as an ``async def`` dependency about 1% more; validated here, 0.976-0.996 over three
-default runs on 1cb093a (results/stability). Both answer a bad value alike: FastAPI's 422 with
-the same body, and ``query_parameters`` documents the model in the OpenAPI schema as FastAPI
-would have.
+Each workload's parameters are one pydantic model, which every catalogue route declares to
+FastAPI as ``Annotated[Model, Query()]`` (FastAPI's query parameter models): FastAPI validates
+it on the event loop before a ``def`` route's thread starts, answers a bad value with its 422
+and documents the fields as the route's query parameters. The hand-written ``minimal`` routes
+declare nothing and check ``?id=`` themselves (app/routes.py).
 """
 
 
 import random
-from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any
 
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from app.data_folder import FILE_NAME, SMALL_FILE, resolve_data_file
 from app.settings import Settings
@@ -27,26 +22,8 @@ PG_INT_MAX = 2**31 - 1
 class WorkloadQuery(BaseModel):
     """A workload's query parameters; ``call_kwargs`` turns them into its driver call's keyword arguments."""
 
-    @classmethod
-    def from_query(cls, query: Mapping[str, str]) -> Self:
-        """The parameters in ``query``; bad ones raise FastAPI's ``RequestValidationError`` (its 422 answer)."""
-        try:
-            return cls.model_validate(query)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in errors]) from None
-
     def call_kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
-
-
-def query_parameters(model: type[WorkloadQuery]) -> list[dict[str, Any]]:
-    """``model``'s fields as OpenAPI query parameters, in the form FastAPI gives a declared query model."""
-    schema = model.model_json_schema()
-    required = set(schema.get("required", ()))
-    return [{"name": name, "in": "query", "required": name in required, "schema": field,
-             **({"description": field["description"]} if "description" in field else {})}
-            for name, field in schema["properties"].items()]
 
 
 def workload_queries(settings: Settings) -> dict[str, type[WorkloadQuery]]:

@@ -147,7 +147,9 @@ class Driver:
     statements: autocommit reads, writes in one explicit transaction), described in ``setup``.
     An entry with ``defaults_of`` is that driver left at its out-of-the-box transaction and
     reset behaviour, served in its main style only, so a run shows how much of a gap between
-    drivers is configuration.
+    drivers is configuration. An entry with ``alternative_to`` is that driver on another pool,
+    in the equal-work configuration, also served in its main style only, so a run shows what
+    the pool costs.
     """
 
     name: str
@@ -162,13 +164,19 @@ class Driver:
     executor: Executor | None = None
     setup: Setup | None = None
     defaults_of: str | None = None
+    alternative_to: str | None = None
+
+    @property
+    def variant_of(self) -> str | None:
+        """The driver this entry is a variant of (``defaults_of`` or ``alternative_to``): it is served in its main style only."""
+        return self.defaults_of or self.alternative_to
 
     @property
     def styles(self) -> tuple[Style, ...]:
-        minimal = (Style.MINIMAL,) if self.pooled and not self.defaults_of else ()
+        minimal = (Style.MINIMAL,) if self.pooled and not self.variant_of else ()
         if self.kind is Kind.ASYNC:
             return (Style.ASYNC, *minimal)
-        if self.defaults_of:
+        if self.variant_of:
             return (Style.SYNC,)
         styles = [Style.SYNC, Style.ASYNC_BLOCKING, *minimal]
         if self.async_twin:
@@ -191,6 +199,7 @@ class Driver:
             "executor": str(self.executor) if self.executor else None,
             "setup": self.setup.to_dict() if self.setup else None,
             "defaults_of": self.defaults_of,
+            "alternative_to": self.alternative_to,
         }
 
 
@@ -200,6 +209,7 @@ _READ = ("query",)
 _WRITE = ("BEGIN", "query", "COMMIT")
 _PSYCOPG2_DOCS = "https://www.psycopg.org/docs/connection.html#connection.autocommit"
 _PSYCOPG2_WITH = "https://www.psycopg.org/docs/usage.html#with-statement"
+_PSYCOPG2_POOL = "https://www.psycopg.org/docs/pool.html"
 _PSYCOPG3_DOCS = "https://www.psycopg.org/psycopg3/docs/basic/transactions.html"
 _PSYCOPG3_POOL = "https://www.psycopg.org/psycopg3/docs/advanced/pool.html"
 _PSYCOPG3_PREPARE = "https://www.psycopg.org/psycopg3/docs/advanced/prepare.html"
@@ -214,6 +224,15 @@ PSYCOPG2 = Setup(
     "`with conn:` (since psycopg2 2.9 a transaction even in autocommit). psycopg2 binds parameters on the client: "
     f"no server-side prepared statements. {_QUEUEPOOL_MIN}",
     (_PSYCOPG2_DOCS, _PSYCOPG2_WITH), _READ, _WRITE)
+PSYCOPG2_THREADED = Setup(
+    "psycopg2's own psycopg2.pool.ThreadedConnectionPool instead of SQLAlchemy's QueuePool; connections open in "
+    "autocommit (a connection_factory): a read is its one statement, no BEGIN; the write runs in `with conn:`. "
+    "Made fit for a service by iobench: it keeps every connection it opens (psycopg2 closes one returned while minconn "
+    "are idle), waits up to acquire_timeout for a free one (psycopg2 raises PoolError at once), opens a new one outside the "
+    "pool's lock (psycopg2 connects under it) and min connections at start (psycopg2 opens minconn in its "
+    "constructor); a connection the server closed is replaced "
+    "at checkout, an unclean one closed at check-in. No server-side prepared statements.",
+    (_PSYCOPG2_POOL, _PSYCOPG2_DOCS, _PSYCOPG2_WITH), _READ, _WRITE)
 PSYCOPG2_DEFAULTS = Setup(
     "psycopg2 as connect() leaves it: autocommit off, so the first statement of a checkout sends BEGIN and the "
     "QueuePool rolls back at check-in (reset_on_return='rollback', its default); the write in `with conn:`.",
@@ -301,6 +320,10 @@ DRIVERS: tuple[Driver, ...] = (
     Driver("sqlalchemy-async-defaults", Kind.ASYNC, (LOOKUP, WRITE), "db.drivers.sqlalchemy:AsyncSqlalchemyDatabase",
            "SQLAlchemy 2 Core, async engine on asyncpg, engine defaults", pooled=True,
            distributions=("sqlalchemy", "asyncpg"), setup=SQLALCHEMY_ASYNC_DEFAULTS, defaults_of="sqlalchemy-async"),
+    # psycopg2 on its own pool, equal work: lookup and write, main style, beside the QueuePool above.
+    Driver("psycopg2-threaded", Kind.SYNC, (LOOKUP, WRITE), "db.drivers.psycopg2:ThreadedPsycopg2Database",
+           "psycopg2 on its own ThreadedConnectionPool", pooled=True, distributions=("psycopg2-binary",),
+           setup=PSYCOPG2_THREADED, alternative_to="psycopg2"),
     Driver("open", Kind.SYNC, (FILE,), "app.local_io:OpenFiles", "builtin open().read()", async_twin="aiofiles",
            legacy=True),
     Driver("aiofiles", Kind.ASYNC, (FILE,), "app.local_io:AiofilesFiles", "aiofiles (reads in asyncio's default executor)",

@@ -151,4 +151,17 @@ def test_each_defaults_entry_is_its_driver_in_its_main_style() -> None:
         assert (driver.factory, driver.kind, driver.distributions) == (original.factory, original.kind, original.distributions)
         assert driver.workloads == (LOOKUP, WRITE) and len(driver.styles) == 1, driver.name
         assert driver.setup != original.setup, f"{driver.name} documents the same setup as {original.name}"
-    assert {d.defaults_of for d in defaults} == {d.name for d in DRIVERS if d.pooled and d.defaults_of is None}
+    assert {d.defaults_of for d in defaults} == {d.name for d in DRIVERS if d.pooled and d.variant_of is None}
+
+
+def test_each_alternative_is_its_driver_on_another_pool_doing_the_same_work() -> None:
+    """An ``alternative_to`` entry sends what its driver sends, in its driver's main style: the pool is all that differs."""
+    alternatives = [d for d in DRIVERS if d.alternative_to is not None]
+    assert [d.name for d in alternatives] == ["psycopg2-threaded"]
+    for driver in alternatives:
+        original = DRIVERS_BY_NAME[driver.alternative_to or ""]
+        assert original.pooled and original.variant_of is None and driver.defaults_of is None, driver.name
+        assert driver.kind is original.kind and driver.factory != original.factory, driver.name
+        assert driver.workloads == (LOOKUP, WRITE) and driver.styles == original.styles[:1], driver.name
+        assert driver.setup is not None and original.setup is not None
+        assert (driver.setup.read, driver.setup.write) == (original.setup.read, original.setup.write), driver.name

@@ -317,6 +317,8 @@ class PooledClass(Protocol):
 POOLED = {driver.name: cast(PooledClass, resolve(driver.factory)) for driver in DRIVERS if driver.pooled}
 #: The catalogue's drivers left at their own transactions and reset ("-defaults" entries).
 DRIVER_DEFAULTS = {driver.name: driver.defaults_of for driver in DRIVERS if driver.pooled and driver.defaults_of}
+#: Every entry that is another driver's variant (its defaults, or another pool): it prepares as that driver does.
+VARIANTS = {driver.name: driver.variant_of for driver in DRIVERS if driver.pooled and driver.variant_of}
 #: shared/notes/driver-configs.md, section 5, checked on the wire against PgBouncer 1.18.0 in
 #: transaction pooling: these drivers' defaults fail (server-side prepared statements), each with
 #: the setting its documentation gives; psycopg2, alone or under SQLAlchemy, needs nothing.
@@ -330,7 +332,7 @@ FAIL_BY_DEFAULT = {
 
 def fails_by_default(name: str) -> str | None:
     """The setting a catalogue driver needs through PgBouncer 1.18 (None: it needs none)."""
-    return FAIL_BY_DEFAULT.get(DRIVER_DEFAULTS.get(name) or name)
+    return FAIL_BY_DEFAULT.get(VARIANTS.get(name) or name)
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ Pinned: what the catalogue documents for each driver (``Driver.setup``, app/cata
 round trip per statement it lists for a read and for the write. In the equal-work configuration
 a read is 1 and the write 3 (BEGIN, upsert, COMMIT), except SQLAlchemy's sync engine, whose write
 is 4 (psycopg2's SET default_transaction_isolation on leaving autocommit); the ``-defaults``
-entries add the drivers' own BEGIN/ROLLBACK or reset query. When a driver's configuration
+entries add the drivers' own BEGIN/ROLLBACK or reset query; an ``alternative_to`` entry (the
+same driver on another pool) sends exactly what its driver sends. When a driver's configuration
 changes on purpose, change its ``Setup`` in the catalogue and say why there.
 """
 
@@ -73,6 +74,15 @@ EXPECTED: dict[str, WireWork] = {driver.name: documented(driver) for driver in D
 def test_every_database_driver_and_operation_is_pinned() -> None:
     assert {driver.name for driver in DATABASE_DRIVERS} == set(EXPECTED)
     assert {workload.operation for workload in DATABASE_WORKLOADS} == set(ARGUMENTS)
+
+
+def test_a_driver_on_another_pool_sends_what_its_driver_sends() -> None:
+    """Equal work: an ``alternative_to`` entry (psycopg2 on ThreadedConnectionPool) is pinned to its
+    driver's round trips, so a gap between the two in a run is the pool's alone."""
+    alternatives = [driver for driver in DATABASE_DRIVERS if driver.alternative_to]
+    assert alternatives
+    for driver in alternatives:
+        assert EXPECTED[driver.name] == EXPECTED[driver.alternative_to or ""], driver.name
 
 
 @pytest.fixture(scope="module")

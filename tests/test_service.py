@@ -125,6 +125,9 @@ def test_config_reports_each_pool_truthfully(settings: Settings) -> None:
         assert 2 <= pool["open"] <= 3, pool
         assert pool["min_policy"], pool
         assert pool["configuration"] == ("driver defaults" if driver.defaults_of else "equal work"), pool
+    # An alternative_to entry is its driver on another pool, which /config names.
+    assert pools["psycopg2-threaded"]["kind"] == "psycopg2.pool.ThreadedConnectionPool"
+    assert pools["psycopg2"]["kind"] == "sqlalchemy.pool.QueuePool"
 
 
 @pytest.mark.postgres

@@ -324,7 +324,8 @@ def measure_compatibility(database_url: str, drivers: Mapping[str, DatabaseFacto
     server connections. ``drivers`` maps a driver's name to its class
     (``app.registry.resolve(driver.factory)`` for the catalogue's pooled drivers); those named in
     ``driver_defaults`` run with ``ConnectionConfig.driver_defaults`` (the catalogue's entries
-    with ``defaults_of``: the driver's own transactions and reset). Blocking: run
+    with ``defaults_of``: the driver's own transactions and reset; an ``alternative_to`` entry,
+    the same driver on another pool, runs the equal-work configuration like the rest). Blocking: run
     it outside an event loop (about 0.5 s a driver here). Raises ``PgBouncerMissingError``, whose
     message is the install hint, when PgBouncer is not installed.
     """

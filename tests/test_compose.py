@@ -363,7 +363,7 @@ def test_max_connections_covers_the_app_and_a_harness_started_service(variables:
         "compose defaults": {},
         ".env.example": ENV_EXAMPLE_VALUES,
         # What .env.example tells you to raise together.
-        "two workers": {"IOBENCH_WORKERS": "2", "POSTGRES_MAX_CONNECTIONS": "1500"},
+        "two workers": {"IOBENCH_WORKERS": "2", "POSTGRES_MAX_CONNECTIONS": "1800"},
     }[variables]
     assert len(POOLED_DRIVERS) >= 1
     assert environment(service("loadtest", values)).get("DATABASE_URL") == environment(service("app", values))["DATABASE_URL"]

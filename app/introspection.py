@@ -74,6 +74,8 @@ def live_config(settings: Settings, drivers: dict[str, DriverInstance]) -> dict[
         "implementation": platform.python_implementation(),
         "cpu_count": os.cpu_count(),
         "database_url": masked(settings.url),
+        # Where a harness that did not start this service finds its completion log (app/completions.py).
+        "completions_dir": str(settings.completions_dir.resolve()) if settings.completions_dir else None,
         "pools": {name: info for name, driver in drivers.items() if (info := driver.pool_info()) is not None},
         "pool_max_total": sum(settings.pool_size(d.name).max for d in DRIVERS if d.pooled),
         "libraries": library_versions(),

@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
 from app import errors, introspection
+from app.completions import CompletionRecorder, CompletionWriter
 from app.prepared import ensure_prepared
 from app.registry import open_drivers
 from app.routes import bench_router
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(ServerTiming)
+    if settings.completions_dir is not None:
+        # Added last, so it wraps the other middleware: a completion is recorded once its last byte left them.
+        app.add_middleware(CompletionRecorder, writer=CompletionWriter(settings.completions_dir))
     for router in (introspection.router, bench_router(settings)):
         _add_routes(app, router)
     return app

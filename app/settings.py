@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     categories: PositiveInt = 10
     write_slots: PositiveInt = Field(1_000, description="`write` upserts into this many rows, so load never grows the table.")
     data_dir: Path = Path("data")
+    completions_dir: Path | None = Field(
+        None,
+        description="Folder where each worker records when every response completed (app/completions.py), "
+        "for a load test to count the requests of a steady window; unset: nothing recorded, no cost.",
+    )
 
     @property
     def url(self) -> str:

@@ -104,6 +104,7 @@ def test_config_reports_the_live_setup(client: TestClient, settings: Settings) -
     assert set(config["libraries"]) == set(SERVICE_LIBRARIES) | distributions
     assert all(config["libraries"][name] for name in distributions), config["libraries"]
     assert config["database"]["max_connections"] > 0
+    assert config["completions_dir"] is None  # no completion log unless asked for (tests/test_completions.py)
     assert "password" not in config["database_url"] or "***" in config["database_url"]
 
 

@@ -6,9 +6,13 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +23,7 @@ __all__ = [
     "AbError",
     "AbMissingError",
     "AbResult",
+    "AbRun",
     "build_ab_command",
     "normalise_target",
     "find_ab",
@@ -140,6 +145,7 @@ def build_ab_command(
     timeout_s: float = 30,
     ab_path: str = "ab",
     csv_path: str | None = None,
+    gnuplot_path: str | None = None,
 ) -> list[str]:
     """The argv for one ab run; raises ValueError for counts ab would reject or a non-local host."""
     if requests < 1:
@@ -169,6 +175,8 @@ def build_ab_command(
         cmd.append("-k")
     if csv_path is not None:
         cmd += ["-e", csv_path]  # percentiles with fractions of a millisecond
+    if gnuplot_path is not None:
+        cmd += ["-g", gnuplot_path]  # each request's start (whole seconds) and times: the steady window's fallback
     cmd.append(target)
     return cmd
 
@@ -328,3 +336,81 @@ def _run_ab(
         ) from None
     with open(csv_path, errors="replace") as csv_file:
         return with_fine_percentiles(result, csv_file.read())
+
+
+class AbRun:
+    """ab running in the background until the harness stops it: the steady-state sample's load.
+
+    ab is started with ``requests`` as an upper bound and stopped with SIGINT once the harness has
+    counted its window: ab then prints its report for what completed (the summary line the
+    harness reads for failures) and writes its ``-e`` and ``-g`` files. Requests in flight at the
+    stop are dropped, so the run never drains through a part-empty server. Usage::
+
+        with AbRun(url, 50_000, 40) as load:
+            ...  # warm-up, window
+            result = load.stop()
+    """
+
+    def __init__(self, url: str, requests: int, concurrency: int, *, keepalive: bool = False, timeout_s: float = 30,
+                 gnuplot: bool = False) -> None:
+        self._files = tempfile.TemporaryDirectory(prefix="iobench-ab-")
+        folder = Path(self._files.name)
+        self.csv_path, self.gnuplot_path = folder / "percentiles.csv", (folder / "requests.tsv" if gnuplot else None)
+        self.requests, self.keepalive = requests, keepalive
+        self.command = build_ab_command(url, requests, concurrency, keepalive=keepalive, timeout_s=timeout_s,
+                                        ab_path=find_ab(), csv_path=str(self.csv_path),
+                                        gnuplot_path=str(self.gnuplot_path) if self.gnuplot_path else None)
+        self._process: subprocess.Popen[str] | None = None
+        #: Wall-clock (epoch) and monotonic times ab was started and stopped at.
+        self.started_epoch = self.started_ns = self.stopped_epoch = 0.0
+
+    def start(self) -> AbRun:
+        self.started_epoch, self.started_ns = time.time(), time.monotonic_ns()
+        self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         errors="replace")
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def finished(self) -> bool:
+        """ab has exited on its own (every request done, or it gave up)."""
+        return self._process is not None and self._process.poll() is not None
+
+    def stop(self, *, wait_s: float = 30.0) -> AbResult:
+        """Stop ab (SIGINT: it reports what completed) and parse its report; AbError without one."""
+        assert self._process is not None, "ab was not started"
+        self.stopped_epoch = time.time()
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = self._process.communicate(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            stdout, stderr = self._process.communicate()
+            raise AbError(f"ab did not stop within {wait_s:g}s of SIGINT: {' '.join(self.command)}") from None
+        try:
+            result = parse_ab_output(stdout, keepalive=self.keepalive, requests=self.requests)
+        except AbError:
+            raise AbError(f"ab exited with code {self._process.returncode} without a report: {' '.join(self.command)}\n"
+                          f"stderr: {_tail(stderr)}") from None
+        if not self.csv_path.exists():  # ab gave up before its percentiles (its report says how far it got)
+            return result
+        return with_fine_percentiles(result, self.csv_path.read_text(errors="replace"))
+
+    def gnuplot_text(self) -> str:
+        """ab's ``-g`` file, once stopped ('' when not asked for or not written)."""
+        if self.gnuplot_path is None or not self.gnuplot_path.exists():
+            return ""
+        return self.gnuplot_path.read_text(errors="replace")
+
+    def __enter__(self) -> AbRun:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+        self._files.cleanup()

@@ -1,35 +1,42 @@
 """The connection budget: will the services this run starts fit the Postgres server's max_connections?
 
-Every started service opens all its pooled drivers (each at its pool minimum), and the group
-being measured grows its own drivers' pools (and a threadpool twin's) to their maximum; every
-uvicorn worker has pools of its own. The largest group sets the peak. A run that would meet
-"too many clients" halfway is refused before any load is sent.
+Every started service opens all its pooled drivers (each at its pool minimum), and the block
+being measured grows the pools of the drivers its cases use: an async driver's up to its
+maximum, a sync driver's up to the threads that can hold a connection at once (the threadpool's
+tokens; a blocking call in ``async def`` holds one). Every uvicorn worker has pools of its own.
+The largest block sets the peak. A run that would meet "too many clients" halfway is refused
+before any load is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from app.catalogue import DRIVERS
+from app.catalogue import DRIVERS, Kind
 from app.settings import Settings
 
 #: Connections the harness itself holds: its monitoring connection (work.PostgresBackends).
 HARNESS_CONNECTIONS = 1
 
 
-class Planned(Protocol):
-    """What the budget needs of a planned job (``runner.Job``)."""
-
+class PlannedJob(Protocol):
     @property
-    def group(self) -> str: ...
-
-    @property
-    def case(self) -> object: ...
+    def case(self) -> Any: ...
 
     @property
     def via(self) -> str: ...
+
+
+class Planned(Protocol):
+    """What the budget needs of a planned block (``plan.Block``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def jobs(self) -> Sequence[PlannedJob]: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class Budget:
 
     def describe(self) -> str:
         need = (f"connection budget: a started service opens at most {self.needed} connections "
-                f"({self.workers} worker(s), largest for {self.worst_group}, plus the harness's own)")
+                f"({self.workers} worker(s), largest for block {self.worst_group}, plus the harness's own)")
         if self.max_connections is None:
             return need + "; the server's max_connections could not be read"
         verdict = "fits" if self.fits else "does not fit: lower --pool-max or --workers, or raise max_connections"
@@ -67,27 +74,32 @@ class Budget:
 
 
 def peak(settings: Settings, groups: Iterable[tuple[str, set[str], bool]], pgbouncer_pool_size: int = 0) -> tuple[int, str]:
-    """The most server connections one started service opens: (count, the group that needs it).
+    """The most server connections one started service opens: (count, the block that needs it).
 
     Through PgBouncer, the service's pools are PgBouncer's clients: the server sees its pool alone."""
-    pooled = [driver.name for driver in DRIVERS if driver.pooled]
+    kinds = {driver.name: driver.kind for driver in DRIVERS if driver.pooled}
     worst, name = 0, "no database case"
     for group, growing, via_pgbouncer in groups:
-        per_worker = sum(settings.pool_size(d).max if d in growing else settings.pool_size(d).min for d in pooled)
+        per_worker = 0
+        for driver, kind in kinds.items():
+            size = settings.pool_size(driver)
+            if driver not in growing:
+                per_worker += size.min
+            else:
+                per_worker += min(size.max, settings.threadpool_tokens) if kind is Kind.SYNC else size.max
         needed = pgbouncer_pool_size if via_pgbouncer else per_worker * settings.workers
         if needed > worst:
             worst, name = needed, group
     return worst + HARNESS_CONNECTIONS, name
 
 
-def connection_budget(settings: Settings, jobs: Iterable[Planned], pgbouncer_pool_size: int = 0) -> Budget:
+def connection_budget(settings: Settings, blocks: Iterable[Planned], pgbouncer_pool_size: int = 0) -> Budget:
     """The run's peak against what the server at ``settings.database_url`` allows right now."""
-    groups: dict[str, tuple[set[str], bool]] = {}
-    for job in jobs:
-        scenario = job.case.scenario  # type: ignore[attr-defined]  # runner.Job's Case
-        growing, _ = groups.setdefault(job.group, (set(), job.via == "pgbouncer"))
-        growing.update(d.name for d in scenario.drivers if d.pooled)
-    needed, worst = peak(settings, [(group, growing, via) for group, (growing, via) in groups.items()], pgbouncer_pool_size)
+    groups = []
+    for block in blocks:
+        growing = {d.name for job in block.jobs for d in job.case.scenario.drivers if d.pooled}
+        groups.append((block.name, growing, any(job.via == "pgbouncer" for job in block.jobs)))
+    needed, worst = peak(settings, groups, pgbouncer_pool_size)
     limits = _server_limits(settings.database_url)
     return Budget(needed, worst, settings.workers, *limits)
 

@@ -37,10 +37,12 @@ from loadtests.errors import (
     raise_terminated,
 )
 from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failures, required_unsettled
+from loadtests.plan import Block, Job, blocks, comparisons
 from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir, read_run
-from loadtests.runner import Harness, Job, finding_jobs, server_settings
+from loadtests.runner import Harness, finding_jobs, server_settings
 from loadtests.stability import series
+from loadtests.stats import Looks
 
 console = Console()
 cli = typer.Typer(add_completion=False, rich_markup_mode="rich")
@@ -163,12 +165,13 @@ def _check_run_folder(path: Path, what: str) -> Path:
     return path
 
 
-def _list(jobs: list[Job], repeat: int, sweep_repeat: int) -> None:
-    table = Table("case", "style", "driver", "c", "rounds", "why", title=f"{len(jobs)} cases")
-    for job in jobs:
-        why = "sweep" if job.sweep else f"for {job.for_finding}" if job.for_finding else ""
-        table.add_row(escape(job.case.key), str(job.case.scenario.style), job.case.scenario.driver.name, str(job.concurrency),
-                      str(sweep_repeat if job.sweep else repeat), why)
+def _list(planned: list[Block], repeat: int) -> None:
+    samples = sum(block.samples(repeat) + len(block.sweeps) for block in planned)
+    table = Table("block", "sequence of a round (compared pairs side by side)", "sweep points",
+                  title=f"{len(planned)} blocks, {repeat} rounds each: {samples} samples")
+    for block in planned:
+        table.add_row(escape(block.name), escape(" | ".join(job.label for job in block.sequence)),
+                      escape(", ".join(job.label for job in block.sweeps)))
     console.print(table)
 
 
@@ -276,17 +279,21 @@ def main_command(
         Optional[int],
         typer.Option(
             "--requests", "-n",
-            help="Requests per measurement (ab -n). Default: sized from the warm-up's rate to last the profile's measure time.",
+            help="Successful requests each sample counts in its steady window (after a warm-up, before ab is "
+            "stopped). Default: the profile's (20), and the window lasts at least the profile's measure time. "
+            "The article profile runs ab -n N -c C start to end instead, as the article did.",
         ),
     ] = None,
     repeat: Annotated[
         Optional[int],
-        typer.Option("--repeat", "-k", help="Rounds: how many times every case is measured (default: the profile's, 3)."),
+        typer.Option("--repeat", "-k", help="Rounds: how many times every case of a block is measured (default: the profile's, 5)."),
     ] = None,
     max_repeat: Annotated[
         Optional[int],
-        typer.Option(help="Rounds a required finding may grow to while its verdict is inconclusive "
-                     "(default: the profile's, 10; at most --repeat means no extra rounds)."),
+        typer.Option(help="Rounds a required finding may grow to while inconclusive, looking again at 5, 8 and 10 "
+                     "rounds; every look is then judged at the Bonferroni level (98.3% for three looks) so the chance "
+                     "of a wrong verdict stays at 5%. Default: the profile's, equal to --repeat (a fixed number of "
+                     "rounds, judged at 95%)."),
     ] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", "-S", help="S, each of the two waits of wait/pg_sleep routes, in seconds.")] = None,
     keepalive: Annotated[bool, typer.Option(help="HTTP keep-alive (ab -k). Off by default, as in the article.")] = False,
@@ -366,8 +373,8 @@ def main_command(
     )
     if repeat is not None or max_repeat is not None:
         rounds = repeat or profile.repeat
-        profile = dataclasses.replace(profile, repeat=rounds, max_repeat=max(rounds, max_repeat or profile.max_repeat))
-    if profile.concurrency > (requests or profile.max_requests):
+        profile = dataclasses.replace(profile, repeat=rounds, max_repeat=max(rounds, max_repeat or rounds))
+    if profile.fixed_requests and profile.concurrency > (requests or profile.fixed_requests):
         raise fail(f"--requests ({requests}) must be at least --concurrency ({profile.concurrency}): ab needs n >= c")
     levels = _levels(sweep_levels) or profile.sweep_levels
 
@@ -380,7 +387,7 @@ def main_command(
     if not selected:
         raise fail("no scenario matches these filters; see --list")
     jobs = [Job(case, profile.concurrency, rtt_ms=profile.db_rtt_ms) for case in profile.cases(selected)]
-    jobs += finding_jobs(jobs)
+    jobs += finding_jobs(jobs, FINDINGS)
     levels_rtt = levels_rtt or PROFILES[profile_name].rtt_levels
     levels_workers = levels_workers or PROFILES[profile_name].worker_levels
     pgbouncer = pgbouncer or PROFILES[profile_name].pgbouncer
@@ -402,8 +409,11 @@ def main_command(
         sweep_ids = set(chosen or profile.sweep_ids)
         for swept in (s for s in selected if s.id in sweep_ids):
             jobs += [Job(case, level, sweep=True) for case in cases_for(swept, profile.seconds) for level in levels]
+    pairs = comparisons([(f.id, f.numerator, f.denominator, f.concurrency) for f in FINDINGS],
+                        all_to_reference=profile.all_to_reference, cases=[job.case.key for job in jobs])
+    planned = blocks(jobs, pairs, profile.concurrency)
     if list_only:
-        _list(jobs, profile.repeat, profile.sweep_repeat)
+        _list(planned, profile.repeat)
         raise typer.Exit(0)
 
     try:
@@ -421,13 +431,15 @@ def main_command(
 
         database = locate(settings)
         settings = settings.model_copy(update={"database_url": database.url})
-        budget = connection_budget(settings, jobs, profile.pgbouncer_pool_size)
+        budget = connection_budget(settings, planned, profile.pgbouncer_pool_size)
         if not budget.fits:  # before any folder, server or load: like any other bad setting
             database.close()
             raise fail(budget.describe())
     folder = RunFolder(out or default_run_dir(profile.name))
-    planned = sum(profile.sweep_repeat if job.sweep else profile.repeat for job in jobs)
-    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(jobs)} cases x {profile.repeat} rounds -> {folder.path}")
+    samples = sum(block.samples(profile.repeat) + len(block.sweeps) for block in planned)
+    looks = Looks.planned(profile.repeat, profile.max_repeat)
+    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(planned)} blocks x {profile.repeat} rounds, "
+                  f"{samples} samples -> {folder.path}")
     exit_code, status, error = 0, "complete", None
     previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
     try:
@@ -447,12 +459,18 @@ def main_command(
             if pgbouncer:
                 folder.write_run(pgbouncer=_measure_compatibility(database.url))
         folder.write_run(
-            profile=profile.to_dict(), command=sys.argv, status="running", planned=planned,
+            profile=profile.to_dict(), command=sys.argv, status="running", planned=samples,
             started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),
             findings=[f.id for f in FINDINGS], error=None, drivers=[d.to_dict() for d in DRIVERS],
+            looks=looks.to_dict(), selection=bool(workloads or styles or drivers or chosen),
+            blocks=[{"name": b.name, "sequence": [j.label for j in b.sequence], "sweeps": [j.label for j in b.sweeps]}
+                    for b in planned],
+            pairs=[{"numerator": p.numerator, "denominator": p.denominator, "why": p.why, "concurrency": p.concurrency}
+                   for p in pairs],
         )
-        Harness(profile, jobs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
-                requests=requests, judge=lambda records: evaluate_all(records, folder.run)).run()
+        Harness(profile, planned, pairs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
+                requests=requests,
+                judge=lambda records, level: evaluate_all(records, folder.run, confidence=level)).run()
     except Terminated:
         exit_code, status, error = EXIT_SIGTERM, "interrupted", "stopped by SIGTERM"
     except KeyboardInterrupt:
@@ -539,6 +557,48 @@ def stability_command(
         console.print(f"profile {group.profile}: {group.required_changes} change(s) of a required verdict")
         unstable = unstable or group.required_changes > 0 or any(code != 0 for code in group.exit_codes)
     raise typer.Exit(EXIT_FINDING_FAILED if unstable else 0)
+
+
+@cli.command("size-check", help="Measure one case with steady windows of N and of FACTOR x N successful completions, "
+             "alternated on one server (A B, B A, ...), and print each pair's ratio and their median: a figure that "
+             "means what it says does not depend on the sample's size (ab's whole-run rate does). Uses the profile's "
+             "server shape and concurrency.")
+def size_check_command(
+    scenario: Annotated[str, typer.Argument(help="A scenario id, e.g. lookup/async/asyncpg (see --list).")],
+    requests: Annotated[int, typer.Option("--requests", "-n", help="Completions in the short window.")] = 200,
+    factor: Annotated[int, typer.Option(help="The long window holds FACTOR x N completions.")] = 4,
+    pairs: Annotated[int, typer.Option(help="Pairs of windows.")] = 3,
+    profile_name: Annotated[str, typer.Option("--profile", "-p", help="The server shape and concurrency.")] = "default",
+    seconds: Annotated[Optional[float], typer.Option("--seconds", "-S", help="S of wait/pg_sleep routes.")] = None,
+) -> None:
+    from app.prepare import locate, prepare
+    from loadtests.sizecheck import median_ratio, size_pairs
+
+    if scenario not in SCENARIOS_BY_ID:
+        raise fail(f"unknown scenario {scenario}; see --list")
+    if profile_name not in PROFILES or requests < 5 or factor < 2 or pairs < 1:
+        raise fail("size-check needs a known profile, -n >= 5, --factor >= 2 and --pairs >= 1")
+    profile = PROFILES[profile_name]
+    if seconds is not None:
+        profile = dataclasses.replace(profile, seconds=seconds)
+    find_ab()
+    case = cases_for(SCENARIOS_BY_ID[scenario], profile.seconds)[0]
+    settings = server_settings(Settings(), profile)
+    database = locate(settings)
+    try:
+        settings = settings.model_copy(update={"database_url": database.url})
+        prepare(database.url, settings)
+        folder = RunFolder(default_run_dir(f"size-check-{profile.name}"))
+        harness = Harness(profile, [], [], folder, console, settings=settings, count_work=False)
+        found = size_pairs(harness, Job(case, profile.concurrency), requests, factor, pairs)
+    finally:
+        database.close()
+    for number, pair in enumerate(found, start=1):
+        console.print(f"pair {number}: {pair.short_completions} completions {_fmt(pair.short_rps)} rps, "
+                      f"{pair.long_completions} completions {_fmt(pair.long_rps)} rps: ratio {_fmt(pair.ratio)}",
+                      highlight=False)
+    console.print(f"{case.key} at c = {profile.concurrency}: median ratio of {factor}n to n {_fmt(median_ratio(found))}",
+                  highlight=False)
 
 
 @cli.command("readme", help="Rewrite README.md's measured sections (between <!-- results:start -->, <!-- stability:start --> "

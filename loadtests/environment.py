@@ -40,7 +40,7 @@ def ab_version(ab_path: str) -> str | None:
 def environment(ab_path: str, database_source: str) -> dict[str, Any]:
     # Imported here: db.server_stats needs the drivers' URL helpers, and the modules that only read the
     # catalogue (loadtests.work, .model, .profiles) must not load a driver library.
-    from db.server_stats import CPU_CLOCK
+    from db.server_stats import CPU_CLOCK as postgres_clock
 
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -52,20 +52,57 @@ def environment(ab_path: str, database_source: str) -> dict[str, Any]:
         "ab_version": ab_version(ab_path),
         "database_source": database_source,
         "load_average": os.getloadavg(),
-        "postgres_cpu_clock": CPU_CLOCK,  # db.server_stats: "schedstat" (ns) or "ticks" (10 ms, sampled)
+        "postgres_cpu_clock": postgres_clock,  # db.server_stats: "schedstat" (ns) or "ticks" (10 ms, sampled)
+        "cpu_clock": CPU_CLOCK,  # the service's, ab's and the middleboxes' CPU: the same choice
     }
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time used so far by ``pid`` and its children (uvicorn's workers are children)."""
+def _task_ns(pid: int) -> int | None:
+    """Nanoseconds on a CPU of every thread of ``pid`` (``/proc/<pid>/task/*/schedstat``), None without schedstat."""
+    tasks = list(Path(f"/proc/{pid}/task").glob("*/schedstat"))
+    if not tasks:
+        return None
+    total = 0
+    for task in tasks:
+        try:
+            # sched-stats.rst: time spent on the cpu (ns), time waiting on a runqueue, timeslices run.
+            total += int(task.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended between listing and reading
+    return total
+
+
+def cpu_seconds(pid: int, *, children: bool = True) -> float | None:
+    """CPU time used so far by ``pid`` and (``children``) its descendants: uvicorn's workers are children.
+
+    From the scheduler's own nanosecond counters where the kernel keeps them (every thread, summed);
+    else psutil's user + system times, which the kernel samples at the 10 ms timer tick."""
     try:
         process = psutil.Process(pid)
-        total = sum(process.cpu_times()[:2])
-        for child in process.children(recursive=True):
-            try:
-                total += sum(child.cpu_times()[:2])
-            except psutil.NoSuchProcess:
-                continue
-        return total
+        family = [process, *(process.children(recursive=True) if children else ())]
     except psutil.NoSuchProcess:
         return None
+    total = 0.0
+    for member in family:
+        ns = _task_ns(member.pid) if CPU_CLOCK == "schedstat" else None
+        if ns is not None:
+            total += ns / 1e9
+            continue
+        try:
+            total += sum(member.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def steal_seconds() -> float | None:
+    """CPU time the host gave other guests so far, over every CPU (/proc/stat's ``steal``), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: How process CPU is read here: "schedstat" (ns, every thread) or "ticks" (psutil, 10 ms samples).
+CPU_CLOCK = "schedstat" if Path("/proc/self/schedstat").exists() else "ticks"

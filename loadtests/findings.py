@@ -1,12 +1,10 @@
 """The article's claims as data, and their verdicts on a run's repetitions.
 
-A finding compares two cases by the ratio of one metric. Both cases are measured in the
-same rounds, so the ratio is judged on the per-round ratios (``stats.ratio_interval``): PASS
-when its whole 95% interval is past the threshold, FAIL when the whole interval misses it,
-INCONCLUSIVE otherwise (the harness then measures more rounds, up to a cap). The instrument
-findings (N7) seek a difference of a few percent, less than two ab runs drift apart here: they
-are judged on every slice pair of ``loadtests.interleave`` (one client alternating the two
-routes, the service's CPU per request), which the numerator's record carries.
+A finding compares two cases by the ratio of one metric. Both cases are measured side by
+side in each round of one block (``plan``), so the ratio is judged on the per-round ratios
+(``pairing.compare``): PASS when its whole interval is past the threshold, FAIL when the whole
+interval misses it, INCONCLUSIVE otherwise. The interval is at 95%, or at the Bonferroni level
+of the run's looks when the profile allows extra rounds (``stats.Looks``).
 
 Where a threshold comes from. A claim of the model ("async wins once clients outnumber
 threads") predicts a ratio R: Little's law over the two routes' capacities at the profile's
@@ -20,16 +18,19 @@ prediction for the server it did have explains the verdict.
 
 /ping findings use Little's law on the event loop instead: under a route that blocks it, the
 loop is the bottleneck, so a /ping arriving behind the c requests in service waits c / X for
-the loop (X the blocking route's throughput) on top of what /ping costs at that load anyway,
-which the non-blocking twin's /ping latency measures. The predicted ratio is
-1 + c / (X * ping), per round, and the threshold again its square root. The non-required
-claims quoted from the article carry their own threshold and say why.
+the loop (X the blocking route's throughput) on top of what /ping costs anyway. Both come from
+the calibration, before the rounds: X is the blocking route's prediction, /ping's cost its
+uncontended latency on the same server. The predicted ratio is 1 + c / (X * ping), and the
+threshold again its square root. No threshold is ever computed from the rounds it judges. The
+non-required claims quoted from the article carry their own threshold and say why.
 
 A pass whose ratio is out of the model's predicted range (the whole interval outside ±25% of
 the prediction for the measured server) is reported as "pass, unexplained".
 
-Required findings decide the run's exit code; the others are claims that may not carry over
-from sleeps to real drivers, measured and reported with the same care but never tuned to pass.
+Required findings decide the run's exit code: a required finding that is not applicable or not
+measured is never a pass (the run exits 4 and says why). The others are claims that may not
+carry over from sleeps to real drivers, measured and reported with the same care but never
+tuned to pass.
 """
 
 from __future__ import annotations
@@ -41,14 +42,12 @@ from typing import Any, Literal
 
 from app.catalogue import SCENARIOS_BY_ID, Scenario
 from loadtests.model import CPU_BUSY, MODEL_BAND, ServerShape, capacity
+from loadtests.pairing import Comparison, compare
 from loadtests.results import Record, is_main, ping_count, predicted_rps, successful_rps, too_many_errors
-from loadtests.stats import Interval, interval, median, ratio_interval
+from loadtests.stats import CONFIDENCE, Interval, interval, median
 from loadtests.summary import ping_p50
 
-#: ``requests_per_cpu_s``: requests per second of service CPU, from the numerator's interleaved slices
-#: against the denominator (``loadtests.interleave``), where a difference of a few percent is sought.
-Metric = Literal["rps", "ping_p50_ms", "requests_per_cpu_s"]
-INTERLEAVED: Metric = "requests_per_cpu_s"
+Metric = Literal["rps", "ping_p50_ms"]
 Status = Literal["pass", "fail", "inconclusive", "not measured", "not applicable"]
 
 #: The smallest effect (either way) a profile's shape must predict for a model claim to be testable there.
@@ -78,10 +77,8 @@ class Finding:
 
     @property
     def claim(self) -> str:
-        name = {"rps": "throughput", "ping_p50_ms": "median /ping latency",
-                INTERLEAVED: "requests per service CPU-second"}[self.metric]
-        at = (f" at c = {self.concurrency}" if self.concurrency else " at the largest RTT measured" if self.far
-              else ", one client alternating between them" if self.metric == INTERLEAVED else "")
+        name = {"rps": "throughput", "ping_p50_ms": "median /ping latency"}[self.metric]
+        at = f" at c = {self.concurrency}" if self.concurrency else " at the largest RTT measured" if self.far else ""
         bar = f"{self.threshold:g}" if self.threshold is not None else "sqrt(model ratio)"
         return f"{name} of `{self.numerator}` {self.op} {bar} x that of `{self.denominator}`{at}"
 
@@ -152,15 +149,6 @@ FINDINGS: tuple[Finding, ...] = (
             "lookup/async/asyncpg", "rps", ">=", False, "(not in the article: the cost of the ORM layer)",
             "Core adds Python work per query over its own pool of asyncpg connections.",
             threshold=0.8, threshold_reason="'keeps up': within 20%"),
-    *(Finding(f"N7-instrument-{driver}", "iobench's routes cost little next to a hand-written one",
-              f"lookup/{style}/{driver}", f"lookup/minimal/{driver}", INTERLEAVED, ">=", False,
-              "(not in the article: what the instrument itself costs)",
-              "The catalogue's routes validate their query with the workload's pydantic model where the minimal one checks "
-              "?id= by hand; the driver calls and the JSON are the same. A driver comparison is only readable while that share "
-              "is small. Judged on the service's CPU per request in alternating slices: two ab runs drift apart by more "
-              "than the few percent sought.",
-              threshold=0.9, threshold_reason="the instrument's share at most 10% of a lookup's service CPU")
-      for style, driver in (("async", "asyncpg"), ("sync", "psycopg2"))),
     *(Finding(f"R1-{workload}", f"Async wins once the database is a network hop away ({workload})",
               f"{workload}/async/asyncpg", f"{workload}/sync/psycopg2", "rps", ">=", False,
               "the article's premise: a request that mostly waits on the database",
@@ -198,6 +186,8 @@ class Bar:
     threshold: float | None  # None: the claim cannot be tested at this shape
     model_ratio: float | None  # Little's law at the declared shape, when the threshold comes from it
     reason: str
+    #: "claim" (the finding's own number), "declared shape" (the profile's) or "calibration" (measured before the rounds).
+    source: str = "claim"
 
 
 def scenario_of(case: str) -> Scenario | None:
@@ -205,14 +195,14 @@ def scenario_of(case: str) -> Scenario | None:
     return SCENARIOS_BY_ID.get(case.split("[", 1)[0])
 
 
-def _from_model(finding: Finding, ratio: float, where: str) -> Bar:
+def _from_model(finding: Finding, ratio: float, where: str, source: str) -> Bar:
     effect = ratio if finding.op == ">=" else 1 / ratio
     if effect < MIN_EFFECT:
         return Bar(None, ratio, f"{where} Little's law predicts a ratio of {ratio:.3g}, less than a {MIN_EFFECT:g}x "
-                   "effect: this setup cannot test the claim")
+                   "effect: this setup cannot test the claim", source)
     threshold = math.sqrt(ratio)
     return Bar(threshold, ratio, f"{where} Little's law predicts {ratio:.3g}; the claim holds when at least half that "
-               f"effect shows on a log scale: sqrt({ratio:.3g}) = {threshold:.3g}")
+               f"effect shows on a log scale: sqrt({ratio:.3g}) = {threshold:.3g}", source)
 
 
 def loop_queue_ratio(concurrency: int, blocking_rps: float, ping_ms: float) -> float:
@@ -223,30 +213,35 @@ def loop_queue_ratio(concurrency: int, blocking_rps: float, ping_ms: float) -> f
 def bar(finding: Finding, declared: Declared | None, concurrency: int, loop_queue: float | None = None) -> Bar:
     """The finding's threshold at ``concurrency`` clients: the claim's own, or derived from the model.
 
-    ``loop_queue`` is the measured loop-queue ratio (``loop_queue_ratio``), which /ping findings need.
+    ``loop_queue`` is the loop-queue ratio from the calibration (``loop_queue_ratio``), which /ping findings need.
     """
     if finding.threshold is not None:
         return Bar(finding.threshold, None, finding.threshold_reason)
     if finding.metric == "ping_p50_ms":
         if loop_queue is None:
-            return Bar(None, None, "no round measured both the blocking route's throughput and the twin's /ping")
-        return _from_model(finding, loop_queue, f"with the event loop as the blocking route's bottleneck at c = {concurrency},")
+            return Bar(None, None, "the calibration measured no /ping latency or no prediction for the blocking route",
+                       "calibration")
+        return _from_model(finding, loop_queue, f"with the event loop as the blocking route's bottleneck at c = {concurrency}, "
+                           "from the calibration,", "calibration")
     num, den = scenario_of(finding.numerator), scenario_of(finding.denominator)
     if declared is None or num is None or den is None:
-        return Bar(None, None, "the run does not record the profile's declared shape, so no threshold can be derived")
+        return Bar(None, None, "the run does not record the profile's declared shape, so no threshold can be derived",
+                   "declared shape")
     ratio = capacity(num, concurrency, declared.shape) / capacity(den, concurrency, declared.shape)
     shape = (f"{declared.shape.threadpool_tokens} threadpool tokens, pools of "
              f"{max(declared.shape.pool_max.values(), default=0)}, c = {concurrency}")
-    return _from_model(finding, ratio, f"at the profile's shape ({shape})")
+    return _from_model(finding, ratio, f"at the profile's shape ({shape})", "declared shape")
 
 
 @dataclass(frozen=True)
 class Verdict:
     finding: Finding
     status: Status
+    #: The ratio with its 95% interval (what tables show) and with the interval the verdict was taken on.
     ratio: Interval | None
+    judged: Interval | None
     bar: Bar | None
-    #: The model's ratio for the server actually measured (its /config and measured W, or the loop queue).
+    #: The model's ratio for the server actually measured (its calibration: W, S, the loop queue).
     predicted_ratio: float | None
     #: For a pass: whether the ratio is within the model's band around ``predicted_ratio`` (None: no prediction).
     explained: bool | None
@@ -254,6 +249,8 @@ class Verdict:
     denominator: Interval | None
     rounds: int
     reason: str
+    #: None: the two cases side by side; else the reference both were measured beside.
+    through: str | None = None
 
     @property
     def threshold(self) -> float | None:
@@ -268,21 +265,14 @@ class Verdict:
         return {
             "id": self.finding.id, "title": self.finding.title, "claim": self.finding.claim,
             "required": self.finding.required, "status": self.status, "label": self.label,
-            "ratio": self.ratio.to_dict() if self.ratio else None, "threshold": self.threshold,
+            "ratio": self.ratio.to_dict() if self.ratio else None, "judged": self.judged.to_dict() if self.judged else None,
+            "threshold": self.threshold, "threshold_source": self.bar.source if self.bar else None,
             "model_ratio": self.bar.model_ratio if self.bar else None, "predicted_ratio": self.predicted_ratio,
-            "explained": self.explained, "rounds": self.rounds, "reason": self.reason,
+            "explained": self.explained, "rounds": self.rounds, "through": self.through, "reason": self.reason,
         }
 
 
-def interleaved_pairs(record: Record) -> list[tuple[float, float]]:
-    """Requests per service CPU-second of a record's route and of the route it alternated with, per slice pair."""
-    slices = (record.get("interleaved") or {}).get("cpu_ms") or []
-    return [(1000 / a, 1000 / b) for a, b in slices if a > 0 and b > 0]
-
-
 def value(record: Record, metric: Metric) -> float | None:
-    if metric == INTERLEAVED:
-        return median([a for a, _ in interleaved_pairs(record)])
     return successful_rps(record) if metric == "rps" else ping_p50(record)
 
 
@@ -293,32 +283,29 @@ def unusable(record: Record, metric: Metric) -> str | None:
     if too_many_errors(record):
         ab = record.get("ab") or {}
         bad = int(ab.get("failed") or 0) + int(ab.get("non_2xx") or 0)
-        return f"`{record['case']}` had {bad} failed or non-2xx responses of {ab.get('requests')}"
+        return f"`{record['case']}` had {bad} failed or non-2xx responses of {ab.get('complete')}"
     if metric == "ping_p50_ms" and ping_count(record) < MIN_PING_SAMPLES:
         return f"`{record['case']}` has fewer than {MIN_PING_SAMPLES} /ping samples"
-    if metric == INTERLEAVED and len(interleaved_pairs(record)) < 2:
-        error = (record.get("interleaved") or {}).get("error")
-        return f"`{record['case']}` has no interleaved slices" + (f": {error}" if error else "")
     if value(record, metric) is None:
         return f"`{record['case']}` has no {metric}"
     return None
 
 
-def records_for(finding: Finding, case: str, records: Iterable[Record]) -> dict[int, Record]:
-    """The measurements a finding judges for one of its cases, by round (the last one per round)."""
+def records_for(finding: Finding, records: Iterable[Record]) -> list[Record]:
+    """The measurements a finding judges, of either of its cases: at its concurrency, or the largest RTT."""
+    cases = (finding.numerator, finding.denominator)
+    mine = [r for r in records if r["case"] in cases and not r.get("sweep")]
     if finding.concurrency:
-        chosen = [r for r in records if r["case"] == case and not r.get("sweep") and r.get("concurrency") == finding.concurrency]
-    elif finding.far:
-        at_rtt = [r for r in records if r["case"] == case and not r.get("sweep") and not r.get("for_finding")]
+        return [r for r in mine if r.get("concurrency") == finding.concurrency]
+    if finding.far:
+        at_rtt = [r for r in mine if not r.get("for_finding") and (r.get("via") or "direct") == "direct"]
         farthest = max((float(r.get("rtt_ms") or 0) for r in at_rtt), default=0.0)
-        chosen = [r for r in at_rtt if farthest > 0 and float(r.get("rtt_ms") or 0) == farthest]
-    else:
-        chosen = [r for r in records if r["case"] == case and is_main(r)]
-    return {int(r.get("round", 0)): r for r in chosen}
+        return [r for r in at_rtt if farthest > 0 and float(r.get("rtt_ms") or 0) == farthest]
+    return [r for r in mine if is_main(r)]
 
 
 def _explain_fail(finding: Finding, nums: list[Record], dens: list[Record], predicted: float | None) -> str:
-    """Why a finding missed, from the model's bounds and the measurements' efficiency and CPU use."""
+    """Why a finding missed, from the model's bounds and the measurements' CPU use."""
     def cpu_note(records: list[Record]) -> str | None:
         busy = median([u for r in records if (u := r.get("cpu_utilisation")) is not None])
         return f"`{records[0]['case']}` kept the server's CPU {busy:.0%} busy" if busy is not None and busy > CPU_BUSY else None
@@ -335,38 +322,53 @@ def _explain_fail(finding: Finding, nums: list[Record], dens: list[Record], pred
     return f"{bounds}, predicted ratio {predicted:.3g}" + ("; " + "; ".join(cpu) if cpu else "") + f". {finding.why}"
 
 
-def evaluate(finding: Finding, records: list[Record], declared: Declared | None) -> Verdict:
+def _calibrated_loop_queue(finding: Finding, nums: list[Record], dens: list[Record]) -> float | None:
+    """1 + c / (X * ping) from the calibration: X the blocking route's predicted rate, ping /ping's uncontended latency."""
+    concurrency = int(nums[0].get("concurrency") or 0) if nums else 0
+    rates = [x for r in nums if (x := predicted_rps(r))]
+    pings = [p for r in [*nums, *dens] if (p := r.get("ping_uncontended_ms"))]
+    if not concurrency or not rates or not pings:
+        return None
+    return loop_queue_ratio(concurrency, float(median(rates) or 0), float(median(pings) or 0))
+
+
+def evaluate(finding: Finding, records: list[Record], declared: Declared | None, confidence: float = CONFIDENCE) -> Verdict:
     """Judge one finding on every round in which both of its cases were measured."""
-    nums, dens = records_for(finding, finding.numerator, records), records_for(finding, finding.denominator, records)
+    mine = records_for(finding, records)
+    nums = [r for r in mine if r["case"] == finding.numerator]
+    dens = [r for r in mine if r["case"] == finding.denominator]
     if not nums or not dens:
         missing = [case for case, found in ((finding.numerator, nums), (finding.denominator, dens)) if not found]
-        return Verdict(finding, "not measured", None, None, None, None, None, None, 0, "not in this run: " + ", ".join(missing))
-    concurrency = int(next(iter(nums.values())).get("concurrency") or 0)
-    both = sorted(nums.keys() & dens.keys())
-    loop_queue = median([loop_queue_ratio(concurrency, x, ping) for rnd in both
-                         if (x := successful_rps(nums[rnd])) and (ping := ping_p50(dens[rnd]))])
+        return Verdict(finding, "not measured", None, None, None, None, None, None, None, 0, "not in this run: " + ", ".join(missing))
+    concurrency = int(nums[0].get("concurrency") or 0)
+    loop_queue = _calibrated_loop_queue(finding, nums, dens) if finding.metric == "ping_p50_ms" else None
     the_bar = bar(finding, declared, concurrency, loop_queue)
-    # An interleaved finding's numerator records carry both routes' slices; the denominator's own runs are not used.
-    judged = [*nums.values()] if finding.metric == INTERLEAVED else [*nums.values(), *dens.values()]
-    problems = [why for r in judged if (why := unusable(r, finding.metric))]
-    pairs, rounds = _pairs(finding, nums, dens, both)
-    ratio = ratio_interval(pairs)
-    num_side = _side(nums.values(), finding.metric)
-    den_side = _side(dens.values(), finding.metric)
-    if finding.metric == INTERLEAVED:
-        usable = [r for r in nums.values() if unusable(r, INTERLEAVED) is None]
-        den_side = interval([v for r in usable if (v := median([b for _, b in interleaved_pairs(r)])) is not None])
-    predicted = loop_queue if finding.metric == "ping_p50_ms" else None  # the model predicts no CPU ratio
-    if finding.metric == "rps":
-        predicted = median([pa / pb for rnd in both if (pa := predicted_rps(nums[rnd])) and (pb := predicted_rps(dens[rnd]))])
+    problems = [why for r in mine if (why := unusable(r, finding.metric))]
+    usable = [r for r in mine if unusable(r, finding.metric) is None]
 
-    def verdict(status: Status, reason: str, explained: bool | None = None) -> Verdict:
-        return Verdict(finding, status, ratio, the_bar, predicted, explained, num_side, den_side, rounds, reason)
+    def metric(record: Record) -> float | None:
+        return value(record, finding.metric)
+
+    judged = compare(usable, finding.numerator, finding.denominator, metric, confidence)
+    shown = compare(usable, finding.numerator, finding.denominator, metric) if confidence != CONFIDENCE else judged
+    num_side = interval([v for r in usable if r["case"] == finding.numerator and (v := metric(r)) is not None])
+    den_side = interval([v for r in usable if r["case"] == finding.denominator and (v := metric(r)) is not None])
+    predicted = loop_queue
+    if finding.metric == "rps":
+        top = median([x for r in nums if (x := predicted_rps(r))])
+        bottom = median([x for r in dens if (x := predicted_rps(r))])
+        predicted = top / bottom if top and bottom else None
+
+    def verdict(status: Status, reason: str, explained: bool | None = None, found: Comparison | None = judged) -> Verdict:
+        return Verdict(finding, status, shown.interval if shown else None, found.interval if found else None, the_bar,
+                       predicted, explained, num_side, den_side, found.rounds if found else 0, reason,
+                       found.through if found else None)
 
     if the_bar.threshold is None:
         return verdict("not applicable", the_bar.reason)
-    if ratio is None:
+    if judged is None:
         return verdict("inconclusive", "no round with both cases usable: " + "; ".join(problems[:2]))
+    ratio = judged.interval
     if not ratio.bounded:
         return verdict("inconclusive", f"one usable round gives no interval ({'; '.join(problems[:1]) or 'one repetition'})")
     threshold = the_bar.threshold
@@ -382,33 +384,17 @@ def evaluate(finding: Finding, records: list[Record], declared: Declared | None)
                       f"{MODEL_BAND:g}x of the model's {predicted:.3g} for this server. {finding.why}")
         return verdict("pass", reason, explained)
     if failed:
-        return verdict("fail", _explain_fail(finding, list(nums.values()), list(dens.values()), predicted))
-    over = f"{len(pairs)} slice pairs in {rounds} rounds" if finding.metric == INTERLEAVED else f"{rounds} rounds"
-    return verdict("inconclusive", f"the interval [{ratio.low:.3g}, {ratio.high:.3g}] over {over} straddles "
-                   f"the threshold {threshold:.3g}")
+        return verdict("fail", _explain_fail(finding, nums, dens, predicted))
+    return verdict("inconclusive", f"the {ratio.confidence:.1%} interval [{ratio.low:.3g}, {ratio.high:.3g}] over "
+                   f"{judged.rounds} rounds straddles the threshold {threshold:.3g}")
 
 
-def _pairs(finding: Finding, nums: dict[int, Record], dens: dict[int, Record],
-           both: list[int]) -> tuple[list[tuple[float, float]], int]:
-    """The paired values a finding's ratio is judged on, and how many rounds gave them: one pair per round,
-    or for an interleaved finding every slice pair of every round (each pair shares its own moment)."""
-    metric = finding.metric
-    if metric == INTERLEAVED:
-        usable = [rnd for rnd in sorted(nums) if unusable(nums[rnd], metric) is None]
-        return [pair for rnd in usable for pair in interleaved_pairs(nums[rnd])], len(usable)
-    pairs = [(a, b) for rnd in both
-             if unusable(nums[rnd], metric) is None and unusable(dens[rnd], metric) is None
-             and (a := value(nums[rnd], metric)) is not None and (b := value(dens[rnd], metric)) is not None]
-    return pairs, len(pairs)
-
-
-def _side(records: Iterable[Record], metric: Metric) -> Interval | None:
-    return interval([v for r in records if unusable(r, metric) is None and (v := value(r, metric)) is not None])
-
-
-def evaluate_all(records: list[Record], run: dict[str, Any], findings: tuple[Finding, ...] = FINDINGS) -> list[Verdict]:
+def evaluate_all(records: list[Record], run: dict[str, Any], findings: tuple[Finding, ...] = FINDINGS,
+                 confidence: float | None = None) -> list[Verdict]:
+    """Every finding's verdict, at ``confidence`` (default: the run's own looks, as run.json records them)."""
     declared = Declared.from_run(run)
-    return [evaluate(finding, records, declared) for finding in findings]
+    level = confidence or float((run.get("looks") or {}).get("confidence") or CONFIDENCE)
+    return [evaluate(finding, records, declared, level) for finding in findings]
 
 
 def required_failures(verdicts: list[Verdict]) -> list[Verdict]:
@@ -417,5 +403,6 @@ def required_failures(verdicts: list[Verdict]) -> list[Verdict]:
 
 
 def required_unsettled(verdicts: list[Verdict]) -> list[Verdict]:
-    """Required findings that could not be judged: inconclusive, or not measured in this run."""
-    return [v for v in verdicts if v.finding.required and v.status in ("inconclusive", "not measured")]
+    """Required findings that could not be judged: inconclusive, not measured, or not applicable to this setup.
+    None of them is a pass."""
+    return [v for v in verdicts if v.finding.required and v.status in ("inconclusive", "not measured", "not applicable")]

@@ -19,14 +19,24 @@ t_r is the part of S a request holds r. Which resources a route holds depends on
 - ``threadpool-only``: a token for each step, so S in all;
 - ``async``: only its connection pool, if any; aiofiles also needs asyncio's default executor.
 
-The CPU parts, with D measured per request during the warm-up (``work.CpuMeter``): the
+The CPU parts, with D measured per request (``work.CpuMeter``, nanosecond clocks): the
 service (one core per uvicorn worker: the GIL), the Postgres backends (all cores), ab (one
 core: it is single-threaded), and all three together on the machine's cores, which they share.
+
+Two kinds of figure come out, and a report keeps them apart (``bound_class``):
+
+- **predicted**: the bound is Little's law over threads, connections, the event loop or the
+  clients. W and S come from the calibration (one client, before and apart from the measured
+  runs), so the measured rate is a genuine test of the prediction;
+- **explained**: the bound is CPU. Throughput is then cores / CPU per request, and the CPU a
+  request costs under load differs from what one client costs; the rate is explained by the
+  CPU the run itself spent (``explained_rps``), which is an account, not a forecast. The
+  held-out test (``heldout``) turns it into one: the CPU per request measured at the profile's
+  concurrency must predict the sweep's other concurrencies.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -87,27 +97,6 @@ class Prediction:
     bounds: dict[str, float] = field(default_factory=dict)
     #: Requests the binding resource serves at once (threads, connections, clients); None for a CPU bound.
     slots: float | None = None
-    #: What a closed-loop run of ``requests`` requests can reach (``for_run``), once the run is sized.
-    run_rps: float | None = None
-    requests: int | None = None
-
-    def for_run(self, requests: int) -> Prediction:
-        """The rate of an ab run of ``requests`` requests. ab sends its first request alone and opens
-        its other connections once that one is answered (``worker_test`` in httpd's support/ab.c), so
-        a run spends one uncontended W before the load starts. The rest go through ``slots`` slots in
-        ceil((n - 1) / slots) waves of the full hold, the last one part-empty. A long run tends to
-        ``rps``; a short one falls short of it: 40 clients on a 0.1 s route lose a whole wave."""
-        if requests <= 0:
-            return dataclasses.replace(self, run_rps=self.rps, requests=requests)
-        rest = requests - 1
-        if self.slots and self.slots >= 1:
-            slots = math.floor(self.slots)
-            rest_s = math.ceil(rest / slots) * slots / self.rps
-        else:
-            rest_s = rest / self.rps
-        run_rps = requests / (self.latency_ms / 1000 + rest_s)
-        return dataclasses.replace(self, run_rps=run_rps, requests=requests)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -270,8 +259,32 @@ def explain(case: CaseSummary) -> str:
 
 
 def efficiency(measured_rps: float | None, predicted: Prediction) -> float | None:
-    """Measured over predicted throughput, for the run as sized (``Prediction.for_run``) when it was."""
-    expected = predicted.run_rps or predicted.rps
-    if not measured_rps or expected <= 0:
+    """Measured over predicted steady-state throughput."""
+    if not measured_rps or predicted.rps <= 0:
         return None
-    return measured_rps / expected
+    return measured_rps / predicted.rps
+
+
+#: The bounds of the utilisation law: where one binds, a figure is explained by the CPU spent, not predicted.
+CPU_BOUNDS = ("service CPU", "Postgres CPU", "ab CPU", "wire proxy CPU", "PgBouncer CPU", "shared cores")
+
+
+def bound_class(bound: str | None) -> str | None:
+    """Whether ``bound`` makes a figure predicted (Little's law over threads, connections, loop, clients) or
+    explained (CPU-saturated: cores / CPU per request)."""
+    if bound is None:
+        return None
+    return "explained" if bound in CPU_BOUNDS else "predicted"
+
+
+def explained_rps(cpu: dict[str, Any] | None, shape: ServerShape) -> tuple[float, str] | None:
+    """The utilisation law on the CPU a run itself spent per request: its rate if a CPU part was saturated."""
+    if not cpu:
+        return None
+    spent = CpuPerRequest(**{k: cpu.get(k) for k in ("service_s", "postgres_s", "client_s", "new_sessions", "proxy_s",
+                                                    "closed_sessions", "pgbouncer_s", "backends")})
+    rates = cpu_bounds(spent, shape)
+    if not rates:
+        return None
+    name = min(rates, key=rates.__getitem__)
+    return rates[name], name

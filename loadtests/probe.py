@@ -106,7 +106,8 @@ class PingProbe:
         self.interval = interval
         self.timeout = timeout
         self.drain_timeout = drain_timeout
-        self.latencies_ms: list[float] = []
+        #: (scheduled send time on time.monotonic(), latency in ms) of every answered probe.
+        self.answered: list[tuple[float, float]] = []
         self.errors = 0
         self.max_send_lag_ms: float | None = None
         self._stop = threading.Event()
@@ -118,7 +119,7 @@ class PingProbe:
         except httpx.HTTPError:
             ok = False
         if ok:
-            self.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
+            self.answered.append((scheduled, (time.monotonic() - scheduled) * 1000))
         else:
             self.errors += 1
 
@@ -127,13 +128,13 @@ class PingProbe:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=self.timeout, headers={"Connection": "close"}, limits=limits) as client:
             tasks: set[asyncio.Task[None]] = set()
-            start, sent, worst_lag = time.perf_counter(), 0, 0.0
+            start, sent, worst_lag = time.monotonic(), 0, 0.0
             while not self._stop.is_set():
                 scheduled = start + sent * self.interval
-                delay = scheduled - time.perf_counter()
+                delay = scheduled - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                worst_lag = max(worst_lag, time.perf_counter() - scheduled)
+                worst_lag = max(worst_lag, time.monotonic() - scheduled)
                 task = asyncio.create_task(self._one(client, scheduled))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -145,8 +146,15 @@ class PingProbe:
                     task.cancel()
                 self.errors += len(pending)
 
-    def summary(self) -> PingSummary:
-        return summarise(self.latencies_ms, self.errors, self.interval, self.max_send_lag_ms)
+    @property
+    def latencies_ms(self) -> list[float]:
+        return [latency for _, latency in self.answered]
+
+    def summary(self, start: float | None = None, end: float | None = None) -> PingSummary:
+        """Probes scheduled within [start, end] (time.monotonic(); default: all of them)."""
+        chosen = [latency for at, latency in self.answered
+                  if (start is None or at >= start) and (end is None or at <= end)]
+        return summarise(chosen, self.errors, self.interval, self.max_send_lag_ms)
 
     def __enter__(self) -> PingProbe:
         self._thread.start()

@@ -50,7 +50,9 @@ class Record(TypedDict, total=False):
     demonstrates: str
     query: dict[str, str]
     # Why and when it was measured.
+    block: str  # the block (one server) it was measured in: ratios pair only within a block (loadtests.plan)
     round: int  # the repetition: cases of one round share a time window, so ratios pair within it
+    position: int  # its place in the round's sequence: compared pairs stand next to each other
     sweep: bool  # a point of a concurrency sweep
     for_finding: str | None  # a finding's own concurrency (not the profile's)
     rtt_ms: float  # the round-trip time the wire proxy added between the service and Postgres (0: direct)
@@ -67,18 +69,22 @@ class Record(TypedDict, total=False):
     duration_s: float
     error: str | None
     # What was measured.
-    uncontended_ms: float | None  # W: one client, one request at a time
+    method: str | None  # how the rate was counted: "completion log", "ab -g whole seconds", "ab whole run"
+    steady: dict[str, Any] | None  # steady.Steady.to_dict(): the window's rate, completions and length
+    warm_s: float | None  # the warm-up discarded before the window
+    window_s: float | None  # the window's length
+    uncontended_ms: float | None  # W: one client, one request at a time (the calibration)
+    ping_uncontended_ms: float | None  # /ping's own latency with one client, on the same server (the calibration)
     server_ms: float | None  # S: the server's share of W (its Server-Timing header)
     loop_cpu_ms: float | None  # the event loop's CPU within S (Server-Timing ``loop``)
-    model: dict[str, Any] | None  # model.Prediction.to_dict()
+    model: dict[str, Any] | None  # model.Prediction.to_dict(), from the calibration alone
     efficiency: float | None  # successful rps / predicted rps
-    ab: dict[str, Any] | None  # ab.AbResult.to_dict()
-    ping: PingSummary | None
-    cpu: dict[str, Any] | None  # work.CpuPerRequest.to_dict() during the ab run: service, Postgres, ab
-    calibration_cpu: dict[str, Any] | None  # the same during the warm-up: what the prediction used
-    cpu_utilisation: float | None  # service CPU seconds / wall seconds during the ab run
+    ab: dict[str, Any] | None  # ab.AbResult.to_dict(): the whole ab run, start-up included (its failures)
+    ping: PingSummary | None  # /ping probes scheduled in the window
+    cpu: dict[str, Any] | None  # work.CpuPerRequest.to_dict() over the window: service, Postgres, ab, steal
+    calibration_cpu: dict[str, Any] | None  # the same at one client in the calibration: what the prediction used
+    cpu_utilisation: float | None  # service CPU seconds / wall seconds over the window
     wire: WirePerRequest | None  # round trips, statements, Parses, sessions per request
-    interleaved: dict[str, Any] | None  # interleave.Interleaved.to_dict(), or {"against", "error"}: instrument findings
 
 
 def is_main(record: Record) -> bool:
@@ -87,10 +93,15 @@ def is_main(record: Record) -> bool:
 
 
 def successful_rps(record: Record | None) -> float | None:
-    """Successful (2xx) responses per second: iobench's throughput. None without a result."""
+    """Successful (2xx) responses per second in the steady window: iobench's throughput. None without a result.
+
+    The article profile's runs (``method`` "ab whole run") are ab's own figure, start-up included."""
     if record is None or record.get("error"):
         return None
-    value = (record.get("ab") or {}).get("successful_per_second")
+    if record.get("method") == "ab whole run":
+        value = (record.get("ab") or {}).get("successful_per_second")
+    else:
+        value = (record.get("steady") or {}).get("rps")
     return value if value is not None and value > 0 else None
 
 
@@ -103,12 +114,12 @@ def failures(record: Record) -> int | None:
 
 
 def error_share(record: Record) -> float | None:
-    """Failed and non-2xx responses as a share of the requests asked for."""
+    """Failed and non-2xx responses as a share of the requests ab completed (ab stops steady runs itself)."""
     bad = failures(record)
     if bad is None:
         return None
-    asked = (record.get("ab") or {}).get("requests") or record.get("requests") or 0
-    return min(1.0, bad / asked) if asked else 1.0
+    done = (record.get("ab") or {}).get("complete") or 0
+    return min(1.0, bad / done) if done else 1.0
 
 
 def too_many_errors(record: Record) -> bool:
@@ -123,9 +134,8 @@ def ping_count(record: Record) -> int:
 
 
 def predicted_rps(record: Record | None) -> float | None:
-    """The model's throughput for the run as it was sized (``Prediction.for_run``), else the steady state's."""
-    model = (record or {}).get("model") or {}
-    value = model.get("run_rps") or model.get("rps")
+    """The model's steady-state throughput, from the calibration alone."""
+    value = ((record or {}).get("model") or {}).get("rps")
     return value if value is not None and value > 0 else None
 
 

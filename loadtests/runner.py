@@ -1,27 +1,35 @@
-"""The harness loop: rounds of cases, each measured with ab and recorded at once.
+"""The harness loop: blocks of cases, calibrated, then measured in alternating rounds and recorded at once.
 
-A run is ``repeat`` rounds. A round measures every case once, on fresh servers: one per
-pooled driver (so one driver's idle connections never crowd the next one out of a shared
-Postgres) and one for everything else. Odd rounds go through the servers and their cases in
-reverse (A B, then B A), so slow drift on a shared machine hits both sides of a finding
-alike, and the findings pair their two cases round by round. When a required finding is
-still inconclusive after the rounds, its two cases get more rounds (at the checkpoints in
-``CHECKPOINTS``, up to the profile's ``max_repeat``). Sweep points follow the rounds.
+A run is a list of blocks (``plan.blocks``): each block is one server and a sequence of cases
+in which every compared pair stands side by side. For each block the harness starts the
+server, then:
 
-Per measurement: W with one client (once per case), Little's law's prediction, a warm-up,
-then ab sized to last about ``measure_seconds`` while an open-loop probe sends /ping.
+1. **calibrates** every case, one client at a time, before and apart from the measured
+   rounds: the uncontended latency W, the server's share S and the event loop's CPU within it
+   (Server-Timing), and the CPU each request costs the service, Postgres and ab (nanosecond
+   clocks). The model's prediction for a case comes from this phase alone;
+2. measures ``repeat`` **rounds** of the sequence, odd rounds backwards: each sample a
+   steady-state window of an ab run (``sample.steady_sample``) with an open-loop /ping probe;
+3. measures the block's **sweep** points, one sample per concurrency, which the model
+   calibrated at the profile's concurrency must predict (``heldout``).
+
+When the profile allows more rounds than ``repeat``, required findings still inconclusive get
+more rounds of their blocks at each checkpoint, every look judged at the Bonferroni level
+(``stats.Looks``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,75 +38,44 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from app.catalogue import Kind
 from app.settings import Settings
 from db.server_stats import ServerStats
-from loadtests.ab import AbError, run_ab
+from loadtests.ab import AbError
 from loadtests.errors import HarnessError
-from loadtests.findings import FINDINGS, INTERLEAVED, Finding, Verdict, evaluate_all, scenario_of
-from loadtests.interleave import measure_interleaved
-from loadtests.model import Prediction, ServerShape, capacity, efficiency, predict
-from loadtests.probe import PingProbe, Uncontended, measure_uncontended
-from loadtests.profiles import Case, Profile
+from loadtests.findings import Finding, Verdict, evaluate_all
+from loadtests.model import Prediction, ServerShape, efficiency, predict
+from loadtests.plan import Block, Job, Pair, sequence
+from loadtests.probe import measure_uncontended
+from loadtests.profiles import Profile
 from loadtests.results import Record, RunFolder, ping_count, successful_rps
+from loadtests.sample import CompletionSource, Sample, Window, steady_sample, whole_run
 from loadtests.server import ServiceProcess, tail
-from loadtests.stats import median
+from loadtests.stats import Looks, median
 from loadtests.work import CpuMeter, CpuPerRequest, WirePerRequest, count_work, open_server_stats
 
-#: Rounds an inconclusive required finding grows to, one checkpoint at a time.
-CHECKPOINTS = (3, 5, 8, 10)
-#: /ping probes a measurement lasts for at least (findings need MIN_PING_SAMPLES of them).
-PROBES_PER_SAMPLE = 30
-#: How long W is measured, one client at a time (once per case).
-UNCONTENDED_S = 0.3
+#: How long W is measured, one client at a time (once per case and setup).
+UNCONTENDED_S = 0.1
+#: The calibration's own ab window at one client: the CPU each request costs, on nanosecond clocks.
+CALIBRATION_WINDOW_S, CALIBRATION_COMPLETIONS = 0.2, 5
+#: A case's first sample on a new server warms up this much longer: its pools open then.
+FIRST_WARM_S = 0.35
 #: Seconds to start a server and open its pools, for the ETA.
 SERVER_START_S = 1.5
-#: The warm-up also calibrates CPU per request: it lasts about this long, within these request counts.
-WARM_UP_S, WARM_UP_MAX = 0.15, 200
+#: /ping probes a sample's window lasts for at least (findings need MIN_PING_SAMPLES of them).
+PROBES_PER_SAMPLE = 22
+#: Where many slots bind (threads, connections, clients), requests finish in bursts: a window spans at least
+#: this many cycles of min(c, 2 x slots) requests (seen here: wait/sync/time's rate scatters by ±25% over 0.5 s
+#: windows and ±3% over 1.5 s, around the same 146 rps that 3 s windows give).
+WINDOW_CYCLES = 6
 
 
 class ServiceDied(HarnessError):
     """The service stopped answering mid-run; the message names the case and the log's tail."""
 
 
-@dataclass(frozen=True)
-class Job:
-    case: Case
-    concurrency: int
-    round: int = 0
-    sweep: bool = False
-    for_finding: str | None = None
-    #: Round-trip time the wire proxy adds between the service and Postgres (0: direct).
-    rtt_ms: float = 0.0
-    #: A measurement beside the main ones (another RTT level, PgBouncer), which findings do not judge.
-    variant: bool = False
-    #: How the service reaches Postgres: ``direct``, or ``pgbouncer`` (transaction pooling in between).
-    via: str = "direct"
-    #: uvicorn workers of the job's server, when it differs from the profile's (the threadpool and
-    #: pools are then split across them, so the server's total capacity stays the profile's).
-    workers: int | None = None
-
-    @property
-    def group(self) -> str:
-        """Jobs of one group share a server: one per pooled driver, RTT and path, one for everything else.
-
-        An async driver's ``-defaults`` twin shares its driver's server (two pools of the profile's
-        size fit a shared Postgres, as a sync driver and its threadpool twin do); a sync one has its own.
-        """
-        driver = self.case.scenario.driver
-        if not driver.pooled:
-            return "local"
-        name = driver.defaults_of if driver.defaults_of and driver.kind is Kind.ASYNC else driver.name
-        return (name + (f"@{self.rtt_ms:g}ms" if self.rtt_ms else "") + ("+pgbouncer" if self.via == "pgbouncer" else "")
-                + (f"x{self.workers}workers" if self.workers else ""))
-
-    def again(self, round: int) -> Job:
-        return dataclasses.replace(self, round=round)
-
-
 @dataclass
 class Served:
-    """A service being measured: where it is, its pid if we started it, and its /config."""
+    """A service being measured: where it is, its pid if we started it, its /config, its completion log."""
 
     url: str
     pid: int | None
@@ -108,6 +85,9 @@ class Served:
     #: Processes between the service and Postgres (``proxy``, ``pgbouncer``) whose CPU counts, by name.
     middle: dict[str, int] = field(default_factory=dict)
     pgbouncer: Any = None  # db.pgbouncer.PgBouncerProcess, for its SHOW POOLS
+    log: CompletionSource | None = None
+    #: /ping's own latency with one client, calibrated once per server (the /ping findings' model needs it).
+    ping_ms: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -119,7 +99,25 @@ class Served:
             return False
 
 
-def finding_jobs(jobs: list[Job], findings: tuple[Finding, ...] = FINDINGS) -> list[Job]:
+@dataclass(frozen=True)
+class Calibration:
+    """A case's demands, measured one client at a time on its block's server before the rounds."""
+
+    latency_s: float
+    server_s: float | None
+    loop_cpu_s: float | None
+    cpu: CpuPerRequest | None
+    rps: float | None
+    status: int = 200
+    body: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_s * 1000, "server_ms": self.server_s * 1000 if self.server_s else None,
+                "loop_cpu_ms": self.loop_cpu_s * 1000 if self.loop_cpu_s is not None else None,
+                "cpu": self.cpu.to_dict() if self.cpu else None, "rps": self.rps}
+
+
+def finding_jobs(jobs: list[Job], findings: tuple[Finding, ...]) -> list[Job]:
     """Extra measurements the findings ask for at their own concurrency, for cases already planned."""
     planned = {(job.case.key, job.concurrency) for job in jobs}
     cases = {job.case.key: job.case for job in jobs if not job.sweep}
@@ -131,27 +129,6 @@ def finding_jobs(jobs: list[Job], findings: tuple[Finding, ...] = FINDINGS) -> l
                     planned.add((key, finding.concurrency))
                     extra.append(Job(cases[key], finding.concurrency, for_finding=finding.id))
     return extra
-
-
-def rounds(jobs: list[Job], first: int, last: int) -> list[list[Job]]:
-    """``jobs`` once per round ``first``..``last`` - 1, each round split by server group, odd rounds reversed."""
-    grouped: dict[str, list[Job]] = {}
-    for job in jobs:
-        grouped.setdefault(job.group, []).append(job)
-    order = list(grouped.values())
-    batches = []
-    for number in range(first, last):
-        reverse = number % 2 == 1
-        for group in reversed(order) if reverse else order:
-            batch = [job.again(number) for job in group]
-            batches.append(batch[::-1] if reverse else batch)
-    return batches
-
-
-def jobs_of(findings: list[Finding], jobs: list[Job]) -> list[Job]:
-    """The planned jobs a finding judges: its two cases at its concurrency (the profile's by default)."""
-    wanted = {(case, f.concurrency) for f in findings for case in (f.numerator, f.denominator)}
-    return [job for job in jobs if not job.sweep and (job.case.key, job.for_finding and job.concurrency) in wanted]
 
 
 def split_across_workers(settings: Settings, workers: int) -> Settings:
@@ -169,7 +146,7 @@ def server_settings(base: Settings, profile: Profile) -> Settings:
     return base.model_copy(update={
         "threadpool_tokens": profile.threadpool_tokens,
         "pool_max": profile.pool_max,
-        "pool_min": 0,  # a server opens only the pools its group uses (on first use: the warm-up)
+        "pool_min": 0,  # a server opens only the pools its block uses (on first use: the calibration)
         "workers": profile.workers,
         "acquire_timeout": profile.acquire_timeout,
         "max_wait_seconds": max(base.max_wait_seconds, profile.seconds),
@@ -195,6 +172,16 @@ def _is_service(process: psutil.Process) -> bool:
     return "uvicorn" in command or "app.main" in command or " app serve" in command or "iobench serve" in command
 
 
+def completion_log(config: dict[str, Any]) -> CompletionSource | None:
+    """The completion log of a served /config, when it names a folder this machine can read."""
+    from app.completions import CompletionLog
+
+    folder = config.get("completions_dir")
+    if not folder or not Path(folder).is_dir():
+        return None
+    return CompletionLog(Path(folder))
+
+
 def pgbouncer_pools(bouncer: Any) -> dict[str, Any] | None:
     """PgBouncer's server connections after a run (SHOW POOLS): what it saved in connections."""
     try:
@@ -213,31 +200,30 @@ def fetch_config(url: str) -> dict[str, Any]:
     return config
 
 
-def requests_for(profile: Profile, rate: float, concurrency: int, override: int | None) -> int:
-    """Enough requests to last about ``measure_seconds`` at ``rate`` (the warm-up's), never fewer than c."""
-    if override or profile.fixed_requests:
-        return max(override or profile.fixed_requests or 0, concurrency)
-    # Long enough for the /ping probe to take the samples a /ping finding needs, whatever measure_seconds says.
-    sized = round(rate * max(profile.measure_seconds, PROBES_PER_SAMPLE * profile.ping_interval))
-    return max(concurrency, profile.min_requests, min(sized, profile.max_requests))
+def sample_seconds(profile: Profile) -> float:
+    """How long a window lasts at least: the profile's, and long enough for the /ping probe's samples."""
+    return max(profile.measure_seconds, PROBES_PER_SAMPLE * profile.ping_interval)
 
 
 class Estimates:
-    """Expected seconds per job, for the ETA: what the case took last time, else Little's law on a guessed W."""
+    """Expected seconds per sample, for the ETA: what the case took last time, else a guess from its waits."""
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self.shape = ServerShape.declared(profile.threadpool_tokens, profile.pool_max)
         self.taken: dict[tuple[str, int], float] = {}
 
     def __call__(self, job: Job) -> float:
         if (known := self.taken.get((job.case.key, job.concurrency))) is not None:
             return known
         waits = "seconds" in job.case.scenario.workload.parameters
-        w = 2 * self.profile.seconds + 0.005 if waits else 0.01
-        rate = capacity(job.case.scenario, job.concurrency, self.shape) / w
-        requests = max(job.concurrency, self.profile.min_requests, round(rate * self.profile.measure_seconds))
-        return max(0.5, 3 * w) + 2 * min(job.concurrency, rate * w) / rate + requests / rate
+        latency = 2 * self.profile.seconds if waits else 0.005
+        if self.profile.fixed_requests:
+            return math.ceil(self.profile.fixed_requests / job.concurrency) * latency + latency
+        return max(0.15, 3 * latency) + sample_seconds(self.profile) + 0.1
+
+    def calibration(self, job: Job) -> float:
+        waits = "seconds" in job.case.scenario.workload.parameters
+        return UNCONTENDED_S + CALIBRATION_WINDOW_S + 0.25 + (6 * 2 * self.profile.seconds if waits else 0.0)
 
     def record(self, job: Job, seconds: float) -> None:
         self.taken[(job.case.key, job.concurrency)] = seconds
@@ -248,19 +234,22 @@ class Harness:
     """Runs the plan and appends one record per measurement to the run folder."""
 
     profile: Profile
-    jobs: list[Job]
+    blocks: list[Block]
+    pairs: list[Pair]
     folder: RunFolder
     console: Console
     settings: Settings
     target: str | None = None
     keepalive: bool = False
+    #: Successful completions a sample's window waits for (``-n``); default: the profile's.
     requests: int | None = None
-    #: Judges the findings on what was measured so far (the run's findings and declared shape).
-    judge: Callable[[list[Record]], list[Verdict]] = field(default=lambda records: evaluate_all(records, {}))
+    #: Judges the findings on what was measured so far, at a confidence level (the run's findings and shape).
+    judge: Callable[[list[Record], float], list[Verdict]] = field(
+        default=lambda records, confidence: evaluate_all(records, {}, confidence=confidence))
     #: Count each database case's wire work through the wire proxy before the rounds (needs a TCP database URL).
     count_work: bool = True
     records: list[Record] = field(default_factory=list)
-    uncontended: dict[str, Uncontended] = field(default_factory=dict)
+    calibrations: dict[tuple[str, str, int], Calibration] = field(default_factory=dict)
     wire: dict[str, WirePerRequest] = field(default_factory=dict)
     #: The Postgres backends' monitor (their CPU), for a database this harness prepared.
     stats: ServerStats | None = None
@@ -269,18 +258,23 @@ class Harness:
     def measured(self) -> int:
         return len(self.records)
 
+    @property
+    def looks(self) -> Looks:
+        return Looks.planned(self.profile.repeat, self.profile.max_repeat)
+
     @contextmanager
     def serve(self, job: Job) -> Iterator[Served]:
-        """A server for ``job``'s group: the target, or one started here (behind the wire proxy for an RTT)."""
+        """A server for ``job``'s setup: the target, or one started here (behind the wire proxy for an RTT,
+        PgBouncer for ``via``), logging its completions to a fresh folder in memory."""
         if self.target:
             config = fetch_config(self.target)
-            yield Served(self.target, service_pid(config), config, self.folder.add_server(config))
+            yield Served(self.target, service_pid(config), config, self.folder.add_server(config), log=completion_log(config))
             return
         with ExitStack() as stack:
             settings, middle, bouncer = self.settings, {}, None
             if job.workers and job.workers != settings.workers:
                 settings = split_across_workers(settings, job.workers)
-            pooled = job.case.scenario.driver.pooled
+            pooled = any(driver.pooled for driver in job.case.scenario.drivers)
             if job.via == "pgbouncer" and pooled:
                 from db.pgbouncer import PgBouncerProcess
 
@@ -288,7 +282,7 @@ class Harness:
                 bouncer = stack.enter_context(PgBouncerProcess(
                     settings.database_url, pool_size=self.profile.pgbouncer_pool_size,
                     statement_timeout_ms=settings.statement_timeout_ms, query_wait_timeout=settings.acquire_timeout,
-                    log_path=self.folder.log_path(f"pgbouncer-{job.group}")))
+                    log_path=self.folder.log_path(f"pgbouncer-{job.block}")))
                 # Every driver at its documented PgBouncer setting: the compatibility table shows the defaults.
                 settings = settings.model_copy(update={"database_url": bouncer.url, "prepared_statements": False})
                 middle["pgbouncer"] = bouncer.pid
@@ -297,69 +291,91 @@ class Harness:
 
                 assert settings.database_url is not None
                 proxy = stack.enter_context(ProxyProcess(settings.database_url, job.rtt_ms,
-                                                         log_path=self.folder.log_path(f"proxy-{job.group}")))
+                                                         log_path=self.folder.log_path(f"proxy-{job.block}")))
                 settings = settings.model_copy(update={"database_url": proxy.url})
                 middle["proxy"] = proxy.pid
-            process = stack.enter_context(ServiceProcess(settings, self.folder.log_path(job.group)))
+            shared_memory = Path("/dev/shm")
+            completions = Path(tempfile.mkdtemp(prefix="iobench-completions-",
+                                                dir=shared_memory if shared_memory.is_dir() else None))
+            stack.callback(shutil.rmtree, completions, True)
+            settings = settings.model_copy(update={"completions_dir": completions})
+            process = stack.enter_context(ServiceProcess(settings, self.folder.log_path(job.block.replace("/", "-"))))
             config = fetch_config(process.url)
             yield Served(process.url, process.pid, config, self.folder.add_server(config), process,
-                         {name: pid for name, pid in middle.items() if pid}, bouncer)
+                         {name: pid for name, pid in middle.items() if pid}, bouncer, completion_log(config))
 
     def run(self) -> None:
         """Measure the plan; raises ServiceDied, ServerError or KeyboardInterrupt, keeping what was recorded."""
-        main = [job for job in self.jobs if not job.sweep]
-        sweeps = [job for job in self.jobs if job.sweep]
-        plan = rounds(main, 0, self.profile.repeat) + rounds(sweeps, 0, self.profile.sweep_repeat)
         estimate = Estimates(self.profile)
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]} measured"),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-        counting = self._counting_groups(main)
+        counting = self._counting_jobs()
         if not self.target:
             self.stats = open_server_stats(self.settings.database_url)
         try:
-            self._run(plan, main, counting, estimate, columns)
+            with Progress(*columns, console=self.console, transient=False) as progress:
+                total = sum(self._block_estimate(block, range(self.profile.repeat), True, estimate) for block in self.blocks)
+                total += 2 * SERVER_START_S + 0.1 * len(counting) if counting else 0.0
+                task = progress.add_task("starting", total=total, done=0)
+                if counting:
+                    progress.update(task, description="[dim]counting wire work[/dim]")
+                    self._count(counting)
+                    progress.advance(task, 2 * SERVER_START_S + 0.1 * len(counting))
+                for block in self.blocks:
+                    self._block(block, range(self.profile.repeat), block.sweeps, progress, task, estimate)
+                self._extra_looks(progress, task, estimate)
         finally:
             if self.stats is not None:
                 self.stats.close()
 
-    def _run(self, plan: list[list[Job]], main: list[Job], counting: dict[str, list[Job]], estimate: Estimates,
-             columns: tuple[Any, ...]) -> None:
-        with Progress(*columns, console=self.console, transient=False) as progress:
-            total = sum(SERVER_START_S + sum(map(estimate, batch)) for batch in plan)
-            total += sum(2 * SERVER_START_S + 0.1 * len(jobs) for jobs in counting.values())
-            task = progress.add_task("starting", total=total, done=0)
-            for group, jobs in counting.items():
-                progress.update(task, description=f"[dim]counting wire work: {group}[/dim]")
-                self._count(group, jobs)
-                progress.advance(task, 2 * SERVER_START_S + 0.1 * len(jobs))
-            self._batches(plan, progress, task, estimate)
-            done_rounds = self.profile.repeat
-            for checkpoint in (c for c in CHECKPOINTS if done_rounds < c <= self.profile.max_repeat):
-                unsettled = [v.finding for v in self.judge(self.records) if v.finding.required and v.status == "inconclusive"]
-                if not unsettled:
-                    break
-                extra = rounds(jobs_of(unsettled, main), done_rounds, checkpoint)
-                if not extra:
-                    break
-                names = ", ".join(f.id for f in unsettled)
-                progress.console.print(f"[yellow]inconclusive:[/yellow] {names}; measuring rounds {done_rounds + 1}-{checkpoint}")
-                progress.update(task, total=(progress.tasks[task].total or 0)
-                                + sum(SERVER_START_S + sum(map(estimate, batch)) for batch in extra))
-                self._batches(extra, progress, task, estimate)
-                done_rounds = checkpoint
+    def _block_estimate(self, block: Block, rounds: range, sweeps: bool, estimate: Estimates) -> float:
+        return (SERVER_START_S + sum(map(estimate.calibration, block.jobs))
+                + sum(estimate(job) for number in rounds for job in block.round(number))
+                + (sum(map(estimate, block.sweeps)) if sweeps else 0.0))
 
-    def _counting_groups(self, jobs: list[Job]) -> dict[str, list[Job]]:
+    def _extra_looks(self, progress: Progress, task: TaskID, estimate: Estimates) -> None:
+        """More rounds for the blocks of required findings still inconclusive, one checkpoint at a time."""
+        looks = self.looks
+        done = looks.checkpoints[0]
+        for checkpoint in looks.checkpoints[1:]:
+            unsettled = [v.finding for v in self.judge(self.records, looks.confidence)
+                         if v.finding.required and v.status == "inconclusive"]
+            if not unsettled:
+                return
+            wanted = {(case, concurrency or self.profile.concurrency) for f in unsettled
+                      for case, concurrency in ((f.numerator, f.concurrency), (f.denominator, f.concurrency))}
+            extra = []
+            for block in self.blocks:
+                jobs = [job for job in block.jobs if (job.case.key, job.concurrency) in wanted and not job.variant]
+                if jobs:
+                    at = {(job.case.key, job.concurrency): job for job in jobs}
+                    edges = [(at[(f.numerator, c)], at[(f.denominator, c)]) for f in unsettled
+                             for c in [f.concurrency or self.profile.concurrency]
+                             if (f.numerator, c) in at and (f.denominator, c) in at]
+                    extra.append(Block(block.name, sequence(jobs, edges)))
+            names = ", ".join(f.id for f in unsettled)
+            progress.console.print(f"[yellow]inconclusive:[/yellow] {names}; measuring rounds {done + 1}-{checkpoint} "
+                                   f"(every look judged at {looks.confidence:.1%}, Bonferroni over {len(looks.checkpoints)})")
+            rounds = range(done, checkpoint)
+            progress.update(task, total=(progress.tasks[task].total or 0)
+                            + sum(self._block_estimate(block, rounds, False, estimate) for block in extra))
+            for block in extra:
+                self._block(block, rounds, [], progress, task, estimate)
+            done = checkpoint
+
+    def _counting_jobs(self) -> list[Job]:
         """The database cases whose wire work gets counted (each case key once), all on one server: counting
         is one client at a time, so each driver opens a single connection and they all fit at once."""
         if not self.count_work or self.target or not self.settings.database_url:
-            return {}
+            return []
         cases: dict[str, Job] = {}
-        for job in jobs:
-            if job.via == "direct" and any(driver.pooled for driver in job.case.scenario.drivers):
-                cases.setdefault(job.case.key, job)
-        return {"database cases": list(cases.values())} if cases else {}
+        for block in self.blocks:
+            for job in block.jobs:
+                if job.via == "direct" and any(driver.pooled for driver in job.case.scenario.drivers):
+                    cases.setdefault(job.case.key, job)
+        return list(cases.values())
 
-    def _count(self, group: str, jobs: list[Job]) -> None:
+    def _count(self, jobs: list[Job]) -> None:
         """Each case's round trips, statements, Parses and sessions per request, through the wire proxy."""
         from db.wire_proxy import ProxyError, ProxyProcess
 
@@ -372,132 +388,152 @@ class Harness:
                         if (found := count_work(service.url + job.case.path(), proxy)) is not None:
                             self.wire[job.case.key] = found
         except (ProxyError, ValueError, httpx.HTTPError) as exc:
-            self.console.print(f"[yellow]note:[/yellow] wire work of {group} not counted: {escape(str(exc))}")
+            self.console.print(f"[yellow]note:[/yellow] wire work not counted: {escape(str(exc))}")
 
-    def _batches(self, batches: list[list[Job]], progress: Progress, task: TaskID, estimate: Estimates) -> None:
-        for batch in batches:
-            progress.update(task, description=f"[dim]round {batch[0].round + 1}: server for {batch[0].group}[/dim]")
-            with self.serve(batch[0]) as served:
-                progress.advance(task, SERVER_START_S)
-                for job in batch:
-                    progress.update(task, description=escape(f"r{job.round + 1} {job.case.key} c={job.concurrency}"))
-                    expected = estimate(job)
-                    record = self.measure(job, served)
-                    self.folder.append(record)
-                    self.records.append(record)
-                    estimate.record(job, record.get("duration_s") or expected)
-                    progress.update(task, advance=expected, done=self.measured)
-                    progress.console.print(summary_line(record))
-                    troubled = record.get("error") or (record.get("ab") or {}).get("failed")
-                    if troubled and not served.alive:
-                        log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"
-                        raise ServiceDied(f"the service stopped answering during {job.case.key}; its log ends:\n{log}")
+    def _block(self, block: Block, rounds: range, sweeps: list[Job], progress: Progress, task: TaskID,
+               estimate: Estimates) -> None:
+        first = (block.sequence or sweeps)[0]
+        progress.update(task, description=escape(f"block {block.name}: starting its server"))
+        with self.serve(first) as served:
+            progress.advance(task, SERVER_START_S)
+            try:
+                served.ping_ms = measure_uncontended(f"{served.url}/ping", keepalive=self.keepalive,
+                                                     min_seconds=UNCONTENDED_S).latency_s * 1000
+            except httpx.HTTPError:
+                served.ping_ms = None
+            warmed: set[Job] = set()
+            for job in dict.fromkeys([*block.jobs, *sweeps]):
+                progress.update(task, description=escape(f"{block.name}: calibrating {job.case.key}"))
+                self._calibrate(block.name, job, served)
+                progress.advance(task, estimate.calibration(job))
+            for number in rounds:
+                for position, job in enumerate(block.round(number)):
+                    progress.update(task, description=escape(f"{block.name} r{number + 1} {job.label}"))
+                    self._record(job, served, block.name, number, position, job not in warmed, progress, task, estimate)
+                    warmed.add(job)
+            for position, job in enumerate(sweeps):
+                progress.update(task, description=escape(f"{block.name} sweep {job.label}"))
+                self._record(job, served, block.name, 0, position, True, progress, task, estimate)
 
-    def _uncontended(self, job: Job, url: str) -> Uncontended:
-        """W, measured once per case (later rounds and sweeps reuse it)."""
-        key = job.case.key
-        if key not in self.uncontended:
-            self.uncontended[key] = measure_uncontended(url, keepalive=self.keepalive, min_seconds=UNCONTENDED_S)
-        return self.uncontended[key]
+    def _record(self, job: Job, served: Served, block: str, number: int, position: int, first: bool,
+                progress: Progress, task: TaskID, estimate: Estimates) -> None:
+        expected = estimate(job)
+        record = self.measure(job, served, block, number, position, first)
+        self.folder.append(record)
+        self.records.append(record)
+        estimate.record(job, record.get("duration_s") or expected)
+        progress.update(task, advance=expected, done=self.measured)
+        progress.console.print(summary_line(record))
+        troubled = record.get("error") or (record.get("ab") or {}).get("failed")
+        if troubled and not served.alive:
+            log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"
+            raise ServiceDied(f"the service stopped answering during {job.case.key}; its log ends:\n{log}")
 
-    def measure(self, job: Job, served: Served) -> Record:
+    def _calibrate(self, block: str, job: Job, served: Served) -> Calibration:
+        """W, S and the loop's CPU (one client, Server-Timing), then the CPU per request at one client."""
+        key = (job.setup, job.case.key, job.workers or 0)  # the same case on the same setup: the same demands
+        if key in self.calibrations:
+            return self.calibrations[key]
+        url = served.url + job.case.path()
+        try:
+            single = measure_uncontended(url, keepalive=self.keepalive, min_seconds=UNCONTENDED_S)
+        except httpx.HTTPError as exc:
+            found = Calibration(math.nan, None, None, None, None, 0, f"{type(exc).__name__}: {exc}")
+        else:
+            if single.status != 200:
+                found = Calibration(single.latency_s, None, None, None, None, single.status, single.body)
+            else:
+                meter = CpuMeter(served.pid, self.stats, served.middle)
+                window = Window(max(0.05, 2 * single.latency_s), CALIBRATION_WINDOW_S, CALIBRATION_COMPLETIONS,
+                                max(2.0, 10 * single.latency_s), max(0.02, single.latency_s))
+                try:
+                    one = steady_sample(url, served.url, 1, window, log=served.log, meter=meter,
+                                        expected_rps=1 / max(single.latency_s, 1e-4), keepalive=self.keepalive)
+                    cpu, rps = one.cpu, one.rps
+                except AbError:
+                    cpu, rps = None, None
+                found = Calibration(single.latency_s, single.server_s, single.loop_cpu_s, cpu, rps)
+        self.calibrations[key] = found
+        return found
+
+    def measure(self, job: Job, served: Served, block: str, number: int, position: int, first: bool = False) -> Record:
         shape = ServerShape.from_config(served.config)
         url = served.url + job.case.path()
         record: Record = {
             **job.case.to_dict(),  # type: ignore[typeddict-item]  # the scenario's fields, as Record declares them
-            "round": job.round, "sweep": job.sweep, "for_finding": job.for_finding, "concurrency": job.concurrency,
-            "rtt_ms": job.rtt_ms, "variant": job.variant, "via": job.via, "workers": shape.workers,
-            "keepalive": self.keepalive, "server": served.index, "threadpool_tokens": shape.threadpool_tokens,
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "requests": None, "uncontended_ms": None, "server_ms": None, "loop_cpu_ms": None, "ab": None, "model": None,
-            "efficiency": None, "ping": None, "cpu": None, "calibration_cpu": None, "cpu_utilisation": None,
-            "wire": None, "interleaved": None, "duration_s": None, "error": None,
+            "block": block, "round": number, "position": position, "sweep": job.sweep, "for_finding": job.for_finding,
+            "concurrency": job.concurrency, "rtt_ms": job.rtt_ms, "variant": job.variant, "via": job.via,
+            "workers": shape.workers, "keepalive": self.keepalive, "server": served.index,
+            "threadpool_tokens": shape.threadpool_tokens, "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "method": None, "requests": None, "uncontended_ms": None, "ping_uncontended_ms": None, "server_ms": None,
+            "loop_cpu_ms": None,
+            "steady": None, "warm_s": None, "window_s": None, "ab": None, "model": None, "efficiency": None,
+            "ping": None, "cpu": None, "calibration_cpu": None, "cpu_utilisation": None, "wire": None,
+            "duration_s": None, "error": None,
         }
         started = time.monotonic()
         try:
-            single = self._uncontended(job, url)
-            if single.status != 200:
-                record["error"] = f"answered {single.status} to a single client: {single.body[:200]}"
+            calibration = self._calibrate(block, job, served)
+            if calibration.status != 200:
+                record["error"] = f"answered {calibration.status} to a single client: {calibration.body[:200]}"
                 return record
-            first = predict(job.case.scenario, job.concurrency, single.latency_s, shape, hold_s=single.server_s)
-            warm, calibration = self._warm_up(url, first, job.concurrency, served)
-            prediction = predict(job.case.scenario, job.concurrency, single.latency_s, shape, hold_s=single.server_s,
-                                 cpu=calibration, loop_cpu_s=single.loop_cpu_s)
-            record["uncontended_ms"] = single.latency_s * 1000
+            # The prediction comes from the calibration alone, made before the sample.
+            prediction = predict(job.case.scenario, job.concurrency, calibration.latency_s, shape,
+                                 hold_s=calibration.server_s, cpu=calibration.cpu, loop_cpu_s=calibration.loop_cpu_s)
+            record["uncontended_ms"] = calibration.latency_s * 1000
+            record["ping_uncontended_ms"] = served.ping_ms
+            record["server_ms"] = calibration.server_s * 1000 if calibration.server_s else None
+            record["loop_cpu_ms"] = calibration.loop_cpu_s * 1000 if calibration.loop_cpu_s is not None else None
+            record["calibration_cpu"] = calibration.cpu.to_dict() if calibration.cpu else None
             record["model"] = prediction.to_dict()
-            record["server_ms"] = single.server_s * 1000 if single.server_s else None
-            record["loop_cpu_ms"] = single.loop_cpu_s * 1000 if single.loop_cpu_s is not None else None
-            record["calibration_cpu"] = calibration.to_dict() if calibration else None
             record["wire"] = self.wire.get(job.case.key) if job.via == "direct" else None
-            # Sized by what earlier rounds measured, else by the warm-up, never by the prediction: a
-            # CPU-bound case can fall far short of Little's law, and a run sized by it would last minutes.
-            measured_before = median([r for rec in self.records if rec["case"] == job.case.key
-                                      and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
-            rate = measured_before or min(prediction.rps, warm or prediction.rps)
-            requests = requests_for(self.profile, rate, job.concurrency, self.requests)
-            prediction = prediction.for_run(requests)
-            record["requests"] = requests
-            record["model"] = prediction.to_dict()
-            # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
-            expected_s = requests / rate
-            timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / rate))
-            wall_before = time.monotonic()
-            with PingProbe(served.url, self.profile.ping_interval) as probe, \
-                    CpuMeter(served.pid, self.stats, served.middle) as meter:
-                result = run_ab(url, requests, job.concurrency, keepalive=self.keepalive, timeout_s=timeout_s,
-                                time_limit_s=max(60.0, 4 * expected_s + timeout_s))
-            wall = time.monotonic() - wall_before
-            record["ab"] = result.to_dict()
-            record["ping"] = probe.summary()
+            sample = self._sample(job, served, url, calibration, prediction, first)
+            record["method"] = "ab whole run" if sample.steady is None and self.profile.fixed_requests else (
+                sample.steady.method if sample.steady else None)
+            record["steady"] = sample.steady.to_dict() if sample.steady else None
+            record["requests"] = sample.steady.completions if sample.steady else sample.ab.requests
+            record["warm_s"], record["window_s"] = sample.warm_s, sample.window_s
+            record["ab"] = sample.ab.to_dict()
+            record["ping"] = sample.ping
+            record["cpu"] = sample.cpu.to_dict() if sample.cpu else None
+            record["cpu_utilisation"] = sample.utilisation
             record["efficiency"] = efficiency(successful_rps(record), prediction)
+            if sample.steady is None and not self.profile.fixed_requests:
+                record["error"] = "no steady window: too few successful completions after the warm-up"
             if served.pgbouncer is not None:
                 record["pgbouncer"] = pgbouncer_pools(served.pgbouncer)
-            if (cpu := meter.per_request(result.successful)) is not None:
-                record["cpu"] = cpu.to_dict()
-                if cpu.service_s is not None:
-                    # The utilisation law: a server at ~100% of a core per worker is CPU-bound, whatever Little says.
-                    record["cpu_utilisation"] = cpu.service_s * result.successful / wall
-            if (against := self._interleaved_against(job)) is not None:
-                record["interleaved"] = self._interleave(url, served, against)
         except (AbError, httpx.HTTPError) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             record["duration_s"] = round(time.monotonic() - started, 3)
         return record
 
-    def _interleaved_against(self, job: Job) -> str | None:
-        """The case an instrument finding alternates this main measurement with, if the run measures it too."""
-        if job.sweep or job.for_finding or job.variant or job.via != "direct":
-            return None
-        planned = {other.case.key for other in self.jobs}
-        return next((f.denominator for f in FINDINGS if f.metric == INTERLEAVED and f.numerator == job.case.key
-                     and f.denominator in planned), None)
-
-    def _interleave(self, url: str, served: Served, against: str) -> dict[str, Any]:
-        """Both routes in alternating slices on this server (``loadtests.interleave``), or why not."""
-        other = scenario_of(against)
-        if served.pid is None or other is None:
-            return {"against": against, "error": "the service's process is not on this machine"}
-        try:
-            found = measure_interleaved(url, served.url + other.path, against, served.pid, keepalive=self.keepalive)
-        except httpx.HTTPError as exc:
-            return {"against": against, "error": f"{type(exc).__name__}: {exc}"}
-        return found.to_dict() if found else {"against": against, "error": "this kernel keeps no schedstat"}
-
-    def _warm_up(self, url: str, prediction: Prediction, concurrency: int,
-                 served: Served) -> tuple[float | None, CpuPerRequest | None]:
-        """At least two rounds at the concurrency the server can actually serve: opens pools and
-        threads without queueing (an async-blocking route serves one at a time, so it warms with
-        one client), and lasts about ``WARM_UP_S`` to calibrate the CPU each request costs.
-        Returns the rate it reached and the CPU per request, if every request succeeded."""
-        clients = max(1, min(concurrency, math.ceil(prediction.capacity)))
-        requests = max(2 * clients, min(WARM_UP_MAX, round(prediction.rps * WARM_UP_S)))
-        expected_s = requests / prediction.rps
-        with CpuMeter(served.pid, self.stats, served.middle) as meter:
-            warm = run_ab(url, requests, clients, keepalive=self.keepalive, timeout_s=30,
-                          time_limit_s=max(60.0, 4 * expected_s))
-        ok = warm.failed == 0 and warm.non_2xx == 0 and warm.successful_per_second > 0
-        return (warm.successful_per_second, meter.per_request(warm.successful)) if ok else (None, None)
+    def _sample(self, job: Job, served: Served, url: str, calibration: Calibration, prediction: Prediction,
+                first: bool) -> Sample:
+        meter = CpuMeter(served.pid, self.stats, served.middle)
+        predicted_rps = prediction.rps
+        if self.profile.fixed_requests:
+            requests = max(self.requests or self.profile.fixed_requests, job.concurrency)
+            expected_s = requests / max(predicted_rps, 1e-3)
+            return whole_run(url, served.url, requests, job.concurrency, meter=meter, keepalive=self.keepalive,
+                             ping_interval=self.profile.ping_interval, timeout_s=max(30.0, 2 * job.concurrency / max(predicted_rps, 1e-3)),
+                             time_limit_s=max(60.0, 4 * expected_s + 60))
+        earlier = median([r for rec in self.records if rec["case"] == job.case.key
+                          and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
+        expected = earlier or predicted_rps
+        seconds = sample_seconds(self.profile)
+        if prediction.slots and prediction.slots >= 2:
+            cycle = min(job.concurrency, 2 * prediction.slots) / max(expected, 1e-3)
+            seconds = max(seconds, WINDOW_CYCLES * cycle)
+        window = Window.for_case(calibration.latency_s, min(seconds, self.profile.max_window_s),
+                                 self.requests or self.profile.window_completions, self.profile.max_window_s)
+        if first:
+            window = Window(window.warm_s + FIRST_WARM_S, window.seconds, window.completions, window.max_seconds)
+        # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
+        timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / max(expected, 1e-3)))
+        return steady_sample(url, served.url, job.concurrency, window, log=served.log, meter=meter,
+                             expected_rps=expected, keepalive=self.keepalive, ping_interval=self.profile.ping_interval,
+                             timeout_s=timeout_s)
 
 
 def summary_line(record: Record) -> str:
@@ -512,5 +548,6 @@ def summary_line(record: Record) -> str:
     p50 = f"{p50_ms:.1f}" if p50_ms is not None else "-"
     rps = successful_rps(record) or 0.0
     failures = f" [red]{bad} failed/non-2xx[/red]" if bad else ""
-    return (f"{head} n={ab.get('requests'):<6} {rps:>8.1f} rps  predicted {model.get('rps', 0):>8.1f} "
+    window = f"{record.get('requests')} in {record['window_s']:.2f} s" if record.get("window_s") else f"n={record.get('requests')}"
+    return (f"{head} {window:<16} {rps:>8.1f} rps  predicted {model.get('rps', 0):>8.1f} "
             f"({model.get('bound')}) eff {eff:>5}  /ping p50 {p50} ms ({ping_count(record)}){failures}")

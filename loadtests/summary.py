@@ -206,8 +206,24 @@ class CaseSummary:
 
     @property
     def sample_seconds(self) -> float | None:
-        """How long one ab run lasted (median over the repetitions)."""
-        return median(values(self.records, _ab("total_seconds")))
+        """How long one sample's steady window lasted (median over the repetitions)."""
+        return median([w for r in self.records if (w := r.get("window_s"))])
+
+    @property
+    def warm_seconds(self) -> float | None:
+        """The warm-up discarded before each window (median over the repetitions)."""
+        return median([w for r in self.records if (w := r.get("warm_s")) is not None])
+
+    @property
+    def completions(self) -> int | None:
+        """Successful completions counted per window (median over the repetitions)."""
+        found = median([float(n) for r in self.records if (n := (r.get("steady") or {}).get("completions"))])
+        return round(found) if found is not None else None
+
+    @property
+    def method(self) -> str | None:
+        """How the rate was counted (``results.Record.method``)."""
+        return next((str(m) for r in self.records if (m := r.get("method"))), None)
 
 
 def summarise(records: Iterable[Record]) -> list[CaseSummary]:

@@ -7,21 +7,21 @@ Drivers are only comparable on equal work, so the harness counts it instead of a
   one client at a time, and the proxy counts round trips, statements, Parse messages and new
   sessions per request. Counting is kept out of the measured runs, where the proxy's own CPU
   would be in the way.
-- **CPU** (``CpuMeter``): during a run, the CPU seconds of the service's processes (psutil),
-  of the Postgres backends serving it (``db.server_stats``: their /proc times, found through
-  pg_stat_activity; local servers only), and of ab (the harness's reaped children), each per request. The
-  utilisation law turns them into bounds (``model.predict``).
+- **CPU** (``CpuMeter``): over a window, the CPU seconds of the service's processes, of the
+  Postgres backends serving it (``db.server_stats``, found through pg_stat_activity; local
+  servers only), of ab and of any middlebox, each per request, all from the scheduler's
+  nanosecond counters; and the host's steal time. The utilisation law turns them into bounds
+  (``model.predict``).
 """
 
 from __future__ import annotations
 
-import resource
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Self, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
-from loadtests.environment import cpu_seconds
+from loadtests.environment import cpu_seconds, steal_seconds
 
 if TYPE_CHECKING:
     from db.server_stats import ServerStats
@@ -77,6 +77,8 @@ class CpuPerRequest:
     pgbouncer_s: float | None = None
     #: Postgres backends of the service at the end of the run: the server connections it held.
     backends: int | None = None
+    #: CPU seconds per request the host gave other guests meanwhile (all CPUs): the host, not the code, at work.
+    steal_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,17 +103,27 @@ def open_server_stats(database_url: str | None) -> ServerStats | None:
         return None
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+@dataclass(frozen=True)
+class CpuReading:
+    """CPU seconds used so far by each part, at one moment (None where it cannot be read)."""
+
+    service: float | None
+    middle: dict[str, float | None]
+    postgres: dict[int, float] | None
+    client: float | None
+    steal: float | None
 
 
 class CpuMeter:
-    """CPU of the service, its Postgres backends, ab and any middlebox (wire proxy, PgBouncer) over one block of load::
+    """CPU of the service, its Postgres backends, ab and any middlebox (wire proxy, PgBouncer), read at any moment::
 
-        with CpuMeter(service_pid, stats, {"proxy": proxy_pid}) as meter:
-            result = run_ab(...)
-        meter.per_request(result.successful)
+        meter = CpuMeter(service_pid, stats, {"proxy": proxy_pid})
+        before = meter.read(ab_pid)
+        ...  # the window
+        meter.per_request(before, meter.read(ab_pid), completions)
+
+    Every process is read from the scheduler's nanosecond counters (``environment.cpu_seconds``), ab
+    while it still runs, so a window can start and end in the middle of an ab run.
     """
 
     def __init__(self, service_pid: int | None, stats: ServerStats | None, middle: dict[str, int] | None = None) -> None:
@@ -119,34 +131,30 @@ class CpuMeter:
         self.stats = stats
         self.middle = middle or {}
 
-    def _postgres_cpu(self) -> dict[int, float] | None:
-        return self.stats.snapshot().cpu if self.stats is not None else None
+    def read(self, client_pid: int | None = None) -> CpuReading:
+        return CpuReading(
+            cpu_seconds(self.service_pid) if self.service_pid else None,
+            {name: cpu_seconds(pid) for name, pid in self.middle.items()},
+            self.stats.snapshot().cpu if self.stats is not None else None,
+            cpu_seconds(client_pid, children=False) if client_pid else None,
+            steal_seconds(),
+        )
 
-    def _read(self) -> tuple[float | None, dict[str, float | None], dict[int, float] | None, float]:
-        return (cpu_seconds(self.service_pid) if self.service_pid else None,
-                {name: cpu_seconds(pid) for name, pid in self.middle.items()}, self._postgres_cpu(), _children_cpu())
-
-    def __enter__(self) -> Self:
-        self._before = self._read()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._after = self._read()
-
-    def per_request(self, requests: int) -> CpuPerRequest | None:
+    @staticmethod
+    def per_request(before: CpuReading, after: CpuReading, requests: int) -> CpuPerRequest | None:
         if requests <= 0:
             return None
-        (service, middle, postgres, client), (service_after, middle_after, postgres_after, client_after) = self._before, self._after
 
-        def delta(before: float | None, after: float | None) -> float | None:
-            return (after - before) / requests if before is not None and after is not None else None
+        def delta(start: float | None, end: float | None) -> float | None:
+            return (end - start) / requests if start is not None and end is not None else None
 
         pg = new = closed = None
-        if postgres is not None and postgres_after is not None:
-            pg = sum(cpu - postgres.get(pid, 0.0) for pid, cpu in postgres_after.items()) / requests
-            new = len(postgres_after.keys() - postgres.keys())
-            closed = len(postgres.keys() - postgres_after.keys())
-        return CpuPerRequest(delta(service, service_after), pg, (client_after - client) / requests, new,
-                             delta(middle.get("proxy"), middle_after.get("proxy")), closed,
-                             delta(middle.get("pgbouncer"), middle_after.get("pgbouncer")),
-                             len(postgres_after) if postgres_after is not None else None)
+        if before.postgres is not None and after.postgres is not None:
+            pg = sum(cpu - before.postgres.get(pid, 0.0) for pid, cpu in after.postgres.items()) / requests
+            new = len(after.postgres.keys() - before.postgres.keys())
+            closed = len(before.postgres.keys() - after.postgres.keys())
+        return CpuPerRequest(delta(before.service, after.service), pg, delta(before.client, after.client), new,
+                             delta(before.middle.get("proxy"), after.middle.get("proxy")), closed,
+                             delta(before.middle.get("pgbouncer"), after.middle.get("pgbouncer")),
+                             len(after.postgres) if after.postgres is not None else None,
+                             delta(before.steal, after.steal))

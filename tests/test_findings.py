@@ -105,9 +105,10 @@ def test_ping_findings_use_the_loop_queue_model() -> None:
                for r, noise in enumerate((1.0, 0.95, 1.05))
                for key, ping in (("file/async-blocking/open[large.bin]", 30.0), ("file/async/aiofiles[large.bin]", 3.5))]
     verdict = evaluate(f4, records, DECLARED)
-    blocking = records[0]["ab"]
-    assert blocking is not None
-    assert verdict.predicted_ratio == pytest.approx(loop_queue_ratio(8, blocking["successful_per_second"], 3.5), rel=0.1)
+    # From the calibration: the blocking route's predicted rate and /ping's own latency on that server.
+    predicted = records[0]["model"]
+    assert predicted is not None
+    assert verdict.predicted_ratio == pytest.approx(loop_queue_ratio(8, predicted["rps"], 0.9))
     assert verdict.bar is not None and verdict.bar.model_ratio is not None
     assert verdict.threshold == pytest.approx(math.sqrt(verdict.bar.model_ratio))
     assert verdict.status == "pass"
@@ -144,8 +145,8 @@ def test_a_server_shaped_otherwise_is_judged_against_the_profile() -> None:
     f2 = FINDINGS_BY_ID["F2-asyncpg"]
     tiny = [make_record(key, round=r, eff=1.0) for r in range(3) for key in (f2.numerator, f2.denominator)]
     for record in tiny:
-        assert record["ab"] is not None
-        record["ab"]["successful_per_second"] = 10.0  # both bound by a pool of 1
+        assert record["steady"] is not None
+        record["steady"]["rps"] = 10.0  # both bound by a pool of 1
     verdict = evaluate(f2, tiny, DECLARED)
     assert verdict.status == "fail" and verdict.threshold == pytest.approx(math.sqrt(2.5))
 
@@ -158,36 +159,39 @@ def test_every_finding_names_cases_of_the_catalogue() -> None:
         assert isinstance(finding, Finding)
 
 
-def _interleaved(records: list[Record], case: str, slices: list[list[list[float]]], against: str) -> list[Record]:
-    """``records`` with ``case``'s record of each round carrying that round's slice pairs (CPU ms per request)."""
-    by_round = iter(slices)
+
+
+def test_a_required_finding_not_applicable_is_never_a_pass() -> None:
+    # F4's threshold comes from the calibration (the blocking route's predicted rate, /ping's own latency):
+    # without /ping calibrated, the claim cannot be tested, and a run whose required finding says so exits 4.
+    f4 = FINDINGS_BY_ID["F4-file"]
+    records = [r for r in make_records() if r["case"] in (f4.numerator, f4.denominator) and r.get("concurrency") == 8]
     for record in records:
-        if record["case"] == case:
-            record["interleaved"] = {"against": against, "slice_requests": 30, "cpu_ms": next(by_round)}
-    return records
+        record["ping_uncontended_ms"] = None
+    verdicts = evaluate_all(records, make_run(records), findings=(f4,))
+    assert verdicts[0].status == "not applicable" and "calibration" in verdicts[0].reason
+    assert verdict_code(verdicts) == EXIT_INCONCLUSIVE
 
 
-def test_an_instrument_finding_is_judged_on_every_slice_pair_of_every_round() -> None:
-    finding = FINDINGS_BY_ID["N7-instrument-asyncpg"]
-    num, den = finding.numerator, finding.denominator
-    # The catalogue route costs 1.05 ms where the minimal one costs 1.00: requests per CPU-second 0.952x,
-    # while the two routes' ab throughputs (ignored here) disagree by 2x.
-    steady = [[[1.05 * s, 1.00 * s] for s in (1.0, 1.3, 0.8, 1.1)] for _ in range(3)]
-    records = _interleaved(rounds(num, den, (0.5, 1.0, 2.0)), num, steady, den)
-    verdict = evaluate(finding, records, DECLARED)
-    assert verdict.status == "pass" and verdict.rounds == 3 and verdict.predicted_ratio is None
-    assert verdict.ratio is not None and verdict.ratio.n == 12 and verdict.ratio.center == pytest.approx(1 / 1.05)
-    assert "one client alternating" in finding.claim
-    # Pairs that scatter around 0.9 straddle it, and the reason counts slices and rounds.
-    noisy = [[[1.0, 0.8], [1.0, 1.0], [1.0, 0.9]] for _ in range(2)]
-    verdict = evaluate(finding, _interleaved(rounds(num, den, (1.0, 1.0)), num, noisy, den), DECLARED)
-    assert verdict.status == "inconclusive" and "6 slice pairs in 2 rounds" in verdict.reason
+def test_no_threshold_is_computed_from_the_rounds_it_judges() -> None:
+    records = make_records()
+    for verdict in evaluate_all(records, make_run(records)):
+        if verdict.bar is not None:
+            assert verdict.bar.source in ("claim", "declared shape", "calibration"), verdict.finding.id
+    # F4's bar moves with the calibration, not with the /ping medians of its rounds.
+    f4 = FINDINGS_BY_ID["F4-file"]
+    at_8 = [r for r in records if r["case"] in (f4.numerator, f4.denominator) and r.get("concurrency") == 8]
+    before = evaluate(f4, at_8, DECLARED).threshold
+    for record in at_8:
+        assert record["ping"] is not None
+        record["ping"]["p50_ms"] = (record["ping"]["p50_ms"] or 1.0) * 3
+    assert evaluate(f4, at_8, DECLARED).threshold == pytest.approx(before)
 
 
-def test_an_instrument_finding_without_slices_says_why() -> None:
-    finding = FINDINGS_BY_ID["N7-instrument-psycopg2"]
-    records = rounds(finding.numerator, finding.denominator, (1.0, 1.0, 1.0))
-    records[0]["interleaved"] = {"against": finding.denominator, "error": "HTTPStatusError: 503"}
-    verdict = evaluate(finding, records, DECLARED)
-    assert verdict.status == "inconclusive"
-    assert "has no interleaved slices: HTTPStatusError: 503" in verdict.reason
+def test_looks_are_judged_at_the_bonferroni_level() -> None:
+    records = rounds("wait/async/asyncio", "wait/sync/time", (1.0, 0.97, 1.03))
+    at_95 = evaluate(ASYNC_WINS, records, DECLARED)
+    at_3_looks = evaluate(ASYNC_WINS, records, DECLARED, confidence=1 - 0.05 / 3)
+    assert at_95.judged is not None and at_3_looks.judged is not None and at_3_looks.ratio is not None
+    assert at_3_looks.judged.spread > at_95.judged.spread  # a wider interval decides
+    assert at_3_looks.ratio.confidence == pytest.approx(0.95)  # tables still show the 95% interval

@@ -97,12 +97,3 @@ def test_cpu_bounds_follow_the_utilisation_law() -> None:
     assert p.bounds["ab CPU"] == pytest.approx(5000) and p.slots is None
 
 
-def test_a_short_ab_run_loses_its_lone_first_request_and_its_last_wave() -> None:
-    p = predict(SCENARIOS_BY_ID["wait/sync/time"], 40, 0.1, SHAPE)  # 16 threads: 160 rps in the long run
-    assert p.slots == 16
-    assert p.for_run(161).run_rps == pytest.approx(161 / (0.1 + 10 * 0.1))  # the lone first, then 10 full waves
-    assert p.for_run(100).run_rps == pytest.approx(100 / (0.1 + 7 * 0.1))  # 99 more: 7 waves, the last part-empty
-    assert p.for_run(100_001).run_rps == pytest.approx(160, rel=1e-3)  # a long run tends to the steady state
-    cpu_bound = predict(SCENARIOS_BY_ID["lookup/async/asyncpg"], 40, 0.002, SHAPE,
-                        cpu=CpuPerRequest(service_s=0.001, postgres_s=None, client_s=None, new_sessions=0))
-    assert cpu_bound.for_run(1001).run_rps == pytest.approx(1001 / (0.002 + 1000 / 1000))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,7 @@ from test_round_trips import EXPECTED
 from app.catalogue import STEPS
 from app.settings import Settings
 from db.wire_proxy import ProxyProcess
-from loadtests.ab import run_ab
+from loadtests.ab import AbRun
 from loadtests.server import ServiceProcess
 from loadtests.work import CpuMeter, count_work, open_server_stats
 
@@ -49,10 +50,16 @@ def test_count_work_says_none_for_a_failing_route(counted_service: tuple[Service
 def test_cpu_meter_reads_the_service_its_backends_and_ab(live_server: ServiceProcess, settings: Settings) -> None:
     stats = open_server_stats(settings.database_url)
     assert stats is not None
-    with stats, CpuMeter(live_server.pid, stats) as meter:
-        result = run_ab(f"{live_server.url}/bench/report/async/asyncpg", 200, 4)
-    cpu = meter.per_request(result.successful)
-    assert cpu is not None and result.successful == 200
+    with stats:
+        meter = CpuMeter(live_server.pid, stats)
+        with AbRun(f"{live_server.url}/bench/report/async/asyncpg", 100_000, 4) as load:
+            time.sleep(0.3)
+            before = meter.read(load.pid)  # ab is read while it runs: a window can sit inside one ab run
+            time.sleep(0.5)
+            after = meter.read(load.pid)
+            result = load.stop()
+        cpu = meter.per_request(before, after, 100)
+    assert cpu is not None and result.successful > 100
     assert cpu.service_s is not None and cpu.service_s > 0
     assert cpu.postgres_s is not None and cpu.postgres_s > 0, "the report query costs Postgres CPU"
     assert cpu.client_s is not None and cpu.client_s > 0
@@ -62,9 +69,7 @@ def test_cpu_meter_reads_the_service_its_backends_and_ab(live_server: ServicePro
 def test_no_database_means_no_backend_cpu() -> None:
     assert open_server_stats(None) is None
     meter = CpuMeter(None, None)
-    with meter:
-        pass
-    found = meter.per_request(10)
+    found = meter.per_request(meter.read(), meter.read(), 10)
     assert found is not None and found.postgres_s is None and found.service_s is None
 
 

@@ -1,0 +1,203 @@
+"""One steady-state sample: ab against one route, counted only in a window clear of its start-up.
+
+The sample starts ab with far more requests than it will send, waits out a warm-up (by time:
+ab's lone first request, its other connections opening, the server filling), then counts a
+window: successful completions from the service's completion log (``app.completions``), the
+CPU each part spent (``work.CpuMeter``, nanosecond clocks) and the /ping probes scheduled in
+it. Then it stops ab, which reports the failures of the whole run. The figure of a sample is
+its window's rate (``steady.window_rate``), so it does not depend on how many requests were
+asked for: ``-n`` only sets how many completions the window waits for.
+
+Without a completion log (a target whose log this machine cannot read) the window is counted
+from ab's ``-g`` file in whole seconds (``steady.gnuplot_window``), and samples last seconds.
+The article's own method, ``ab -n 200 -c 100`` start to end, is ``whole_run``: its figure
+includes the start-up and the drain, as the article's does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from loadtests.ab import AbError, AbResult, AbRun, run_ab
+from loadtests.probe import PingProbe, PingSummary
+from loadtests.steady import Steady, gnuplot_window, parse_gnuplot, window_rate
+from loadtests.work import CpuMeter, CpuPerRequest
+
+#: The warm-up lasts at least this long, and at least ``WARM_LATENCIES`` uncontended latencies W.
+WARM_MIN_S = 0.15
+WARM_LATENCIES = 3
+#: How often the harness looks at the completion log while a window runs.
+POLL_S = 0.01
+#: After ab stops, the service has drained its requests once no completion came for this long (or 3 W).
+QUIET_MIN_S = 0.05
+#: Draining gives up after this long: a service that keeps answering is not draining.
+DRAIN_MAX_S = 30.0
+#: Windows counted from ab's -g file need whole seconds inside them: at least this long.
+GNUPLOT_WINDOW_S = 3.0
+
+
+class Mark(Protocol):
+    """A completion log's counts at one moment (``app.completions.Mark``)."""
+
+    @property
+    def ok(self) -> int: ...
+
+    @property
+    def other(self) -> int: ...
+
+
+class CompletionSource(Protocol):
+    """What a sample needs of ``app.completions.CompletionLog``."""
+
+    def snapshot(self) -> Any: ...
+
+    def since(self, mark: Any) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Window:
+    """How long a sample lasts: a warm-up discarded by time, then a window of at least ``seconds`` and
+    ``completions`` successful completions (or ``max_seconds``, whichever comes first); after it, the
+    requests still in flight drain until the service has been quiet for ``quiet_s``."""
+
+    warm_s: float
+    seconds: float
+    completions: int
+    max_seconds: float
+    quiet_s: float = 0.05
+
+    @classmethod
+    def for_case(cls, latency_s: float, seconds: float, completions: int, max_seconds: float = 10.0) -> Window:
+        return cls(max(WARM_MIN_S, WARM_LATENCIES * latency_s), seconds, completions, max_seconds,
+                   max(QUIET_MIN_S, WARM_LATENCIES * latency_s))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample: ab's report of the whole run (its failures), the steady window's rate and CPU."""
+
+    ab: AbResult
+    steady: Steady | None
+    cpu: CpuPerRequest | None
+    ping: PingSummary | None
+    warm_s: float
+    window_s: float
+    wall_s: float
+    #: Non-2xx answers the service logged inside the window (None without a completion log).
+    other_in_window: int | None
+    #: Service CPU seconds per wall second in the window (the utilisation law: ~1 per worker is saturated).
+    utilisation: float | None
+
+    @property
+    def rps(self) -> float | None:
+        return self.steady.rps if self.steady else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steady": self.steady.to_dict() if self.steady else None, "warm_s": self.warm_s,
+                "window_s": self.window_s, "wall_s": self.wall_s, "other_in_window": self.other_in_window}
+
+
+def _requests_cap(concurrency: int, expected_rps: float, window: Window) -> int:
+    """ab's -n: more than the sample can use (ab stops at our signal), bounded so its tables stay small."""
+    planned = expected_rps * (window.warm_s + window.max_seconds) * 2
+    return int(min(1_000_000, max(1_000, 4 * concurrency, planned)))
+
+
+def steady_sample(url: str, base_url: str, concurrency: int, window: Window, *, log: CompletionSource | None,
+                  meter: CpuMeter, expected_rps: float, keepalive: bool = False, ping_interval: float | None = None,
+                  timeout_s: float = 30.0) -> Sample:
+    """ab against ``url`` at ``concurrency`` clients, counted in a steady window (see the module docstring)."""
+    if log is None:
+        window = Window(window.warm_s, max(window.seconds, GNUPLOT_WINDOW_S), window.completions,
+                        max(window.max_seconds, GNUPLOT_WINDOW_S))
+    probe = PingProbe(base_url, ping_interval) if ping_interval else None
+    with AbRun(url, _requests_cap(concurrency, expected_rps, window), concurrency, keepalive=keepalive,
+               timeout_s=timeout_s, gnuplot=log is None) as load:
+        if probe is not None:
+            probe.__enter__()
+        try:
+            time.sleep(window.warm_s)
+            opened, cpu_before = time.monotonic_ns(), meter.read(load.pid)
+            mark = log.snapshot() if log is not None else None
+            while not load.finished:
+                elapsed = (time.monotonic_ns() - opened) / 1e9
+                if elapsed >= window.max_seconds:
+                    break
+                done = log.snapshot().ok - mark.ok if log is not None and mark is not None else math.inf
+                if elapsed >= window.seconds and done >= window.completions:
+                    break
+                time.sleep(POLL_S)
+            closed, cpu_after = time.monotonic_ns(), meter.read(load.pid)
+            end_mark = log.snapshot() if log is not None else None
+            result = load.stop()
+        finally:
+            if probe is not None:
+                probe.__exit__(None, None, None)
+        # ab dropped its requests in flight, but the service still serves them (a blocked loop, a full
+        # threadpool): the next sample must not find them in its way.
+        drain(log, window.quiet_s, concurrency * window.quiet_s)
+        wall_s = (time.monotonic_ns() - load.started_ns) / 1e9
+        if log is not None and mark is not None and end_mark is not None:
+            steady = window_rate(log.since(mark), opened, closed)
+            other = end_mark.other - mark.other
+        else:
+            steady = gnuplot_window(parse_gnuplot(load.gnuplot_text()), load.started_epoch + window.warm_s,
+                                    load.stopped_epoch)
+            other = None
+    seconds = (closed - opened) / 1e9
+    counted = steady.rps * seconds if steady else 0
+    cpu = CpuMeter.per_request(cpu_before, cpu_after, round(counted)) if counted >= 1 else None
+    busy = cpu_after.service - cpu_before.service if cpu_after.service is not None and cpu_before.service is not None else None
+    ping = probe.summary(opened / 1e9, closed / 1e9) if probe is not None else None
+    return Sample(result, steady, cpu, ping, window.warm_s, seconds, wall_s, other,
+                  busy / seconds if busy is not None and seconds > 0 else None)
+
+
+def drain(log: CompletionSource | None, quiet_s: float, expected_s: float) -> None:
+    """Wait until the service has completed nothing for ``quiet_s``: the requests a stopped ab left behind are done.
+
+    Without a completion log there is nothing to watch: wait ``expected_s`` (c requests of W each, at most)."""
+    if log is None:
+        time.sleep(min(DRAIN_MAX_S, expected_s))
+        return
+
+    def total() -> int:
+        mark = log.snapshot()
+        return int(mark.ok + mark.other)
+
+    last, still_since = total(), time.monotonic()
+    deadline = still_since + DRAIN_MAX_S
+    while time.monotonic() < deadline:
+        time.sleep(POLL_S)
+        now = total()
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet_s:
+            return
+
+
+def whole_run(url: str, base_url: str, requests: int, concurrency: int, *, meter: CpuMeter, keepalive: bool = False,
+              ping_interval: float | None = None, timeout_s: float = 30.0, time_limit_s: float | None = None) -> Sample:
+    """The article's method: ``ab -n requests -c concurrency`` start to end; its rate includes the start-up."""
+    before = meter.read()
+    started = time.monotonic()
+    probe = PingProbe(base_url, ping_interval) if ping_interval else None
+    if probe is not None:
+        probe.__enter__()
+    try:
+        result = run_ab(url, requests, concurrency, keepalive=keepalive, timeout_s=timeout_s, time_limit_s=time_limit_s)
+    finally:
+        if probe is not None:
+            probe.__exit__(None, None, None)
+    wall_s = time.monotonic() - started
+    after = meter.read()
+    cpu = CpuMeter.per_request(before, after, result.successful)
+    busy = after.service - before.service if after.service is not None and before.service is not None else None
+    return Sample(result, None, cpu, probe.summary() if probe is not None else None, 0.0, wall_s, wall_s, None,
+                  busy / wall_s if busy is not None and wall_s > 0 else None)
+
+
+__all__ = ["AbError", "CompletionSource", "Sample", "Window", "steady_sample", "whole_run"]

@@ -1,0 +1,117 @@
+"""The plan of a run (loadtests.plan) and the ratios it makes possible (loadtests.pairing)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from synthetic import make_record
+
+from app.catalogue import SCENARIOS_BY_ID
+from app.settings import Settings
+from loadtests.budget import peak
+from loadtests.findings import FINDINGS
+from loadtests.pairing import compare, round_log_ratios
+from loadtests.plan import Block, Job, blocks, comparisons, sequence
+from loadtests.profiles import PROFILES, cases_for
+from loadtests.results import Record, successful_rps
+from loadtests.runner import finding_jobs, server_settings
+
+
+def job(key: str, c: int = 40) -> Job:
+    scenario = SCENARIOS_BY_ID[key.split("[", 1)[0]]
+    return Job(next(case for case in cases_for(scenario, 0.05) if case.key == key), c)
+
+
+def adjacent(walk: list[Job], a: Job, b: Job) -> bool:
+    return any({walk[i], walk[i + 1]} == {a, b} for i in range(len(walk) - 1))
+
+
+def test_a_star_is_walked_with_its_centre_between_every_leaf() -> None:
+    ref, *leaves = (job(k) for k in ("wait/sync/time", "wait/async-blocking/time", "wait/async/asyncio",
+                                     "wait/threadpool/time"))
+    walk = sequence([ref, *leaves], [(leaf, ref) for leaf in leaves])
+    assert all(adjacent(walk, ref, leaf) for leaf in leaves)
+    assert len(walk) == 2 * len(leaves)  # R A R B R C: no sample more than the pairs need
+    lone = job("file/sync/open[small.bin]")
+    assert sequence([ref, leaves[0], lone], [(leaves[0], ref)])[-1] == lone  # a case in no pair comes last
+
+
+def default_plan() -> tuple[list[Block], list[Job]]:
+    profile = PROFILES["default"]
+    jobs = [Job(case, profile.concurrency) for case in profile.cases()]
+    jobs += finding_jobs(jobs, FINDINGS)
+    pairs = comparisons([(f.id, f.numerator, f.denominator, f.concurrency) for f in FINDINGS])
+    return blocks(jobs, pairs, profile.concurrency), jobs
+
+
+def test_every_pair_of_the_default_profile_is_side_by_side_or_through_the_reference() -> None:
+    planned, jobs = default_plan()
+    assert {j for b in planned for j in b.jobs} == set(jobs)  # every case measured, in some block
+    pairs = comparisons([(f.id, f.numerator, f.denominator, f.concurrency) for f in FINDINGS])
+    measured = {j.case.key for j in jobs}
+    for pair in pairs:
+        if pair.numerator not in measured or pair.denominator not in measured:
+            continue
+        c = pair.concurrency or 40
+        together = [b for b in planned if {(j.case.key, j.concurrency) for j in b.sequence}
+                    >= {(pair.numerator, c), (pair.denominator, c)}]
+        if together:
+            walk = together[0].sequence
+            at = {(j.case.key, j.concurrency): j for j in walk}
+            assert adjacent(walk, at[(pair.numerator, c)], at[(pair.denominator, c)]), pair
+        else:  # both sides beside the workload's reference, each in its own block
+            workload = pair.numerator.split("/", 1)[0]
+            for side in (pair.numerator, pair.denominator):
+                home = next(b for b in planned if any(j.case.key == side for j in b.sequence))
+                assert any(j.case.key == f"{workload}/sync/psycopg2" for j in home.sequence), (pair, home.name)
+    # Every required finding is judged side by side, never through a reference.
+    for finding in (f for f in FINDINGS if f.required):
+        c = finding.concurrency or 40
+        assert any({(j.case.key, j.concurrency) for j in b.sequence} >= {(finding.numerator, c), (finding.denominator, c)}
+                   for b in planned), finding.id
+
+
+def test_no_block_of_the_default_profile_overfills_a_shared_postgres() -> None:
+    planned, _ = default_plan()
+    settings = server_settings(Settings(), PROFILES["default"])
+    groups = [(b.name, {d.name for j in b.jobs for d in j.case.scenario.drivers if d.pooled}, False) for b in planned]
+    needed, worst = peak(settings, groups)
+    assert needed <= 90, (needed, worst)  # max_connections 100, 3 reserved, room for the harness and others
+
+
+def records(num: str, den: str, ratios: list[float], *, drift: list[float] | None = None, block: str = "b") -> list[Record]:
+    """``num`` then ``den`` side by side in each round, ``num`` ``ratio`` times faster; ``drift`` scales both."""
+    found = []
+    for number, ratio in enumerate(ratios):
+        scale = (drift or [1.0] * len(ratios))[number]
+        a = make_record(num, round=number, block=block, position=0, noise=scale * ratio)
+        b = make_record(den, round=number, block=block, position=1, noise=scale)
+        found += [a, b]
+    return found
+
+
+def test_a_round_is_one_ratio_and_drift_between_rounds_cancels() -> None:
+    num, den = "wait/async/asyncio", "wait/sync/time"
+    base = successful_rps(make_record(num)) or 0.0
+    base /= successful_rps(make_record(den)) or 1.0
+    found = compare(records(num, den, [1.0, 1.0, 1.0], drift=[1.0, 0.6, 1.3]), num, den, successful_rps)
+    assert found is not None and found.through is None and found.rounds == 3
+    assert found.interval.center == pytest.approx(base) and found.interval.spread == pytest.approx(1.0)
+
+
+def test_a_round_with_several_adjacent_pairs_counts_once() -> None:
+    num, den = "lookup/async/asyncpg", "lookup/sync/psycopg2"
+    rows = [make_record(den, round=0, position=0, noise=1.0), make_record(num, round=0, position=1, noise=2.0),
+            make_record(den, round=0, position=2, noise=1.0), make_record(num, round=0, position=5, noise=9.0)]
+    ratios = round_log_ratios(rows, num, den, successful_rps)
+    assert list(ratios) == [("synthetic", 0)]  # one value for the round: the adjacent pair, not the far one
+    a, b = successful_rps(rows[1]) or 0.0, successful_rps(rows[0]) or 1.0
+    assert ratios[("synthetic", 0)] == pytest.approx(math.log(a / b))
+
+
+def test_cases_of_different_blocks_compare_through_the_reference() -> None:
+    a, b, ref = "lookup/async/asyncpg", "lookup/async/psycopg3-async", "lookup/sync/psycopg2"
+    rows = records(a, ref, [1.0, 1.02, 0.98], block="asyncpg") + records(b, ref, [1.0, 0.99, 1.01], block="psycopg3")
+    found = compare(rows, a, b, successful_rps)
+    assert found is not None and found.through == ref and found.interval.low < found.interval.center < found.interval.high

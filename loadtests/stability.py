@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.findings import evaluate_all
-from loadtests.results import RESULTS, read_run
+from loadtests.legacy import read
+from loadtests.results import RESULTS
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,14 @@ class Flips:
     required: bool
     labels: tuple[str, ...]  # as the report shows them: "PASS, UNEXPLAINED" included
     statuses: tuple[str, ...]  # the verdicts proper: pass, fail, inconclusive, ...
+    #: Each run's ratio (the centre of its paired interval), None where it had none.
+    ratios: tuple[float | None, ...] = ()
+
+    @property
+    def ratio_range(self) -> tuple[float, float] | None:
+        """The smallest and largest ratio over the runs: how far the same measurement moved."""
+        known = [r for r in self.ratios if r is not None]
+        return (min(known), max(known)) if known else None
 
     @property
     def changes(self) -> int:
@@ -50,7 +59,7 @@ class Series:
 def verdicts_of(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """run.json and the folder's verdicts: judged from results.jsonl, or as run.json recorded them
     (a folder kept for its verdicts alone, as results/stability/ is)."""
-    run, records = read_run(folder)
+    run, records = read(folder)
     if (folder / RESULTS).exists():
         return run, [verdict.to_dict() for verdict in evaluate_all(records, run)]
     return run, list(run.get("verdicts") or [])
@@ -78,7 +87,8 @@ def series(folders: list[Path]) -> list[Series]:
         for id in ids:
             found = [verdicts.get(id, {"status": "not measured", "label": "NOT MEASURED"}) for _, _, verdicts in runs]
             required = any(v.get("required") for _, _, verdicts in runs for v in [verdicts.get(id, {})])
-            flips.append(Flips(id, required, tuple(v["label"] for v in found), tuple(v["status"] for v in found)))
+            ratios = tuple(ratio.get("center") if isinstance(ratio := v.get("ratio"), dict) else None for v in found)
+            flips.append(Flips(id, required, tuple(v["label"] for v in found), tuple(v["status"] for v in found), ratios))
         codes = tuple(code if isinstance(code := run.get("exit_code"), int) else None for _, run, _ in runs)
         seconds = tuple(wall_seconds(run) for _, run, _ in runs)
         result.append(Series(name, tuple(folder for folder, _, _ in runs), codes, tuple(flips), seconds))

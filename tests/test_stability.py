@@ -39,6 +39,8 @@ def test_a_flipped_verdict_is_counted_and_fails(tmp_path: Path) -> None:
     [group] = series(folders)
     flips = {f.id: f for f in group.flips}
     assert flips["F2-wait"].labels == ("PASS", "FAIL", "PASS") and flips["F2-wait"].changes == 2
+    low, high = flips["F2-wait"].ratio_range or (0.0, 0.0)
+    assert low < 1.58 < high  # how far the same paired ratio moved from run to run
     assert group.required_changes == 2
     result = CliRunner().invoke(cli, ["stability", *map(str, folders)])
     assert result.exit_code == 1 and "F2-wait" in result.output

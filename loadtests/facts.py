@@ -1,21 +1,41 @@
 """What a report says, as data: built from a run folder, judged by ``findings`` and ``model``, laid out by templates.
 
-Nothing here formats a number or decides a verdict: the templates format, and judgement
-lives in ``findings`` (verdicts) and ``model`` (predictions and their explanations).
+Nothing here formats a number, and no template decides anything: the templates format, and
+judgement lives here, in ``findings`` (verdicts), ``model`` (predictions and explanations),
+``heldout`` (the model on points it never saw), ``choices`` (drivers, FastAPI's share, the pool)
+and ``production`` (RTT, PgBouncer, workers). Every ratio a reader compares is paired
+(``pairing.compare``); absolute rates are this machine's state at the time, and say so.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.catalogue import ARTICLE_CASES, STEPS, WORKLOADS
+from app.catalogue import ARTICLE_CASES, WORKLOADS
+from loadtests.choices import (
+    FRAMEWORK_DIFFERENCE,
+    DriverTable,
+    FrameworkShare,
+    PoolChoice,
+    driver_table,
+    framework_shares,
+    pool_choices,
+)
 from loadtests.compare import ComparisonResult
 from loadtests.findings import Verdict, required_failures, required_unsettled
-from loadtests.model import explain, in_band
+from loadtests.heldout import TARGET_SHARE, HeldOut, Point, judge
+from loadtests.legacy import WHOLE_RUN
+from loadtests.model import MODEL_BAND, ServerShape, bound_class, explain, explained_rps, in_band
+from loadtests.pairing import Comparison, compare
+from loadtests.production import Crossover as Crossover  # re-exported: the CLI prints the crossovers
+from loadtests.production import PgBouncerFacts, RttSeries, SetupTable, pgbouncer_facts, setup_table
+from loadtests.production import rtt_series as rtt_series  # re-exported with Crossover
 from loadtests.results import Record, is_main, successful_rps
-from loadtests.stats import Interval, median, ratio_interval
-from loadtests.summary import CaseSummary, finding_cases, main_cases, rtt_cases, summarise, sweep_cases
+from loadtests.stability import wall_seconds
+from loadtests.stats import median
+from loadtests.summary import CaseSummary, finding_cases, main_cases, summarise, sweep_cases
 
 #: The article's four cases (S = 3 s, ab -n 200 -c 100, AnyIO's 40 threads): rps as published.
 ARTICLE_RPS = {1: 5.53, 2: 0.17, 3: 11.06, 4: 8.29}
@@ -28,9 +48,15 @@ PG_SLEEP_TWINS = {
     3: "pg_sleep/async/asyncpg",
     4: "pg_sleep/threadpool/psycopg2",
 }
+#: A measured ratio to case 1 agrees with the model's when its centre is within this share of it.
+ARTICLE_AGREEMENT = 0.10
 #: The order reports present workloads and styles in.
 WORKLOAD_ORDER = tuple(workload.name for workload in WORKLOADS)
 STYLE_ORDER = ("sync", "async-blocking", "async", "threadpool", "threadpool-only", "minimal")
+#: A sample during which the host took this much of a core from the machine (steal) is worth a look.
+STEAL_NOTABLE_CORES = 0.1
+#: Samples listed as the ones the host took most from.
+STEAL_LISTED = 5
 
 
 def workload_rank(workload: str) -> int:
@@ -57,11 +83,40 @@ class WorkloadTable:
 
 
 @dataclass(frozen=True)
+class FindingRow:
+    """A verdict as the findings table shows it."""
+
+    verdict: Verdict
+
+    @property
+    def judged_apart(self) -> bool:
+        """The verdict was taken on another interval than the 95% one shown (the run's Bonferroni level)."""
+        v = self.verdict
+        return v.judged is not None and v.ratio is not None and v.judged.confidence != v.ratio.confidence
+
+
+def _finding_rows(verdicts: list[Verdict]) -> list[FindingRow]:
+    return [FindingRow(v) for v in verdicts]
+
+
+@dataclass(frozen=True)
 class ArticleSide:
     case: str
     summary: CaseSummary | None
-    to_case_1: Interval | None
-    predicted_to_case_1: float | None
+    #: Over case 1, paired; None for case 1 itself.
+    to_case_1: Comparison | None
+    #: The ratio of the two cases' calibration predictions (steady state).
+    model: float | None
+    reference: bool
+    #: The finding that judges this ratio, if any.
+    verdict: Verdict | None
+
+    @property
+    def agrees(self) -> bool | None:
+        """Whether the measured ratio's centre is within ``ARTICLE_AGREEMENT`` of the model's."""
+        if self.reference or self.to_case_1 is None or not self.model:
+            return None
+        return abs(self.to_case_1.interval.center / self.model - 1) <= ARTICLE_AGREEMENT
 
 
 @dataclass(frozen=True)
@@ -74,194 +129,231 @@ class ArticleRow:
     twin: ArticleSide
 
 
+def _article(records: list[Record], summaries: dict[str, CaseSummary], verdicts: list[Verdict]) -> list[ArticleRow]:
+    if not any(case in summaries for case in [*WAIT_CASES.values(), *PG_SLEEP_TWINS.values()]):
+        return []
+    main = [r for r in records if is_main(r)]
+    judged = {(v.finding.numerator, v.finding.denominator): v for v in verdicts
+              if not v.finding.concurrency and not v.finding.far}
+
+    def side(case: str, base: str) -> ArticleSide:
+        summary = summaries.get(case)
+        if case == base:
+            return ArticleSide(case, summary, None, 1.0 if summary else None, True, None)
+        predicted = base_predicted = None
+        if summary and base in summaries:
+            predicted, base_predicted = summary.predicted_rps, summaries[base].predicted_rps
+        return ArticleSide(case, summary, compare(main, case, base, successful_rps),
+                           predicted / base_predicted if predicted and base_predicted else None, False,
+                           judged.get((case, base)))
+
+    return [
+        ArticleRow(n, ARTICLE_STYLES[n], ARTICLE_RPS[n], ARTICLE_RPS[n] / ARTICLE_RPS[1],
+                   side(WAIT_CASES[n], WAIT_CASES[1]), side(PG_SLEEP_TWINS[n], PG_SLEEP_TWINS[1]))
+        for n in (1, 2, 3, 4)
+    ]
+
+
 @dataclass(frozen=True)
-class DriverRow:
-    """One database driver in its own style (``sync`` for a sync driver, ``async`` for an async one), per workload,
-    with what it was set up to send (the catalogue's ``Setup``, as run.json recorded it)."""
+class StealSample:
+    """One sample the host took CPU from: how much, and how far the sample's rate sat from its case's median."""
 
-    driver: str
-    style: str
-    cases: dict[str, CaseSummary]
-    setup: dict[str, Any] | None = None
+    case: str
+    concurrency: int
+    round: int
+    #: CPU the host gave other guests per wall second of the window, in cores (steal per request x rate).
+    cores: float
+    ms_per_request: float
+    #: The sample's rate over the median of its case's samples, less 1 (-0.2: 20% below).
+    deviation: float | None
 
-    def documented_round_trips(self, workload: str) -> int | None:
-        """Round trips per request the setup documents: its statements per operation, twice (STEPS)."""
-        if not self.setup:
-            return None
-        return STEPS * len(self.setup["write"] if workload == "write" else self.setup["read"])
+
+@dataclass(frozen=True)
+class Steal:
+    """Host steal over the run's samples."""
+
+    samples: int  # samples with a steal reading
+    median_cores: float | None
+    max_cores: float | None
+    notable: int  # samples at or above STEAL_NOTABLE_CORES
+    worst: list[StealSample]
+    notable_cores: float = STEAL_NOTABLE_CORES
+
+
+@dataclass(frozen=True)
+class Samples:
+    """How the run's figures were counted and how long its samples lasted (medians over every sample)."""
+
+    methods: dict[str, int]
+    #: Every figure is a steady-state window (none is ab's whole run, start-up included).
+    steady: bool
+    #: Some figure is ab's whole run (the article profile's method, or a run from before steady windows).
+    whole_run: bool
+    warm_s: float | None
+    window_s: float | None
+    completions: float | None
+    #: Wall time of one sample (ab started to ab stopped, plus its bookkeeping), median and longest.
+    sample_s: float | None
+    longest_s: float | None
+    steal: Steal | None
+
+
+def _steal(records: list[Record]) -> Steal | None:
+    found: list[StealSample] = []
+    for group in summarise(r for r in records if not r.get("error")):
+        rates = [rate for r in group.records if (rate := successful_rps(r))]
+        middle = median(rates)
+        for record in group.records:
+            steal, rate = (record.get("cpu") or {}).get("steal_s"), successful_rps(record)
+            if steal is None or not rate:
+                continue
+            found.append(StealSample(record["case"], int(record.get("concurrency") or 0), int(record.get("round", 0)),
+                                     steal * rate, steal * 1000, rate / middle - 1 if middle else None))
+    if not found:
+        return None
+    cores = [s.cores for s in found]
+    worst = sorted((s for s in found if s.cores > 0), key=lambda s: -s.cores)[:STEAL_LISTED]
+    return Steal(len(found), median(cores), max(cores), sum(1 for c in cores if c >= STEAL_NOTABLE_CORES), worst)
+
+
+def samples(records: list[Record]) -> Samples:
+    measured = [r for r in records if not r.get("error")]
+    methods = Counter(str(r["method"]) for r in measured if r.get("method"))
+    completions = median([float(n) for r in measured if (n := (r.get("steady") or {}).get("completions"))])
+    return Samples(
+        methods=dict(methods),
+        steady=bool(methods) and WHOLE_RUN not in methods,
+        whole_run=WHOLE_RUN in methods,
+        warm_s=median([w for r in measured if (w := r.get("warm_s")) is not None and r.get("method") != WHOLE_RUN]),
+        window_s=median([w for r in measured if (w := r.get("window_s")) and r.get("method") != WHOLE_RUN]),
+        completions=completions,
+        sample_s=median([d for r in measured if (d := r.get("duration_s"))]),
+        longest_s=max((d for r in measured if (d := r.get("duration_s"))), default=None),
+        steal=_steal(measured),
+    )
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One case against what the model expected of it, by the class of its bound (``model.bound_class``).
+
+    predicted: the calibration's prediction (Little's law, before the rounds). explained: the utilisation
+    law on the CPU per request the run itself spent (an account of a CPU-saturated case, not a forecast)."""
+
+    case: CaseSummary
+    kind: str | None
+    expected: float | None
+    bound: str | None
+    note: str
+
+    @property
+    def measured(self) -> float | None:
+        return self.case.rps.center if self.case.rps else None
+
+    @property
+    def ratio(self) -> float | None:
+        measured = self.measured
+        return measured / self.expected if measured and self.expected else None
+
+    @property
+    def hit(self) -> bool | None:
+        return in_band(self.ratio)
+
+
+@dataclass(frozen=True)
+class ClassFit:
+    kind: str
+    fits: list[Fit]
+
+    @property
+    def judged(self) -> list[Fit]:
+        return [f for f in self.fits if f.hit is not None]
+
+    @property
+    def hits(self) -> int:
+        return sum(1 for f in self.judged if f.hit)
+
+    @property
+    def misses(self) -> list[Fit]:
+        return [f for f in self.judged if not f.hit]
 
 
 @dataclass(frozen=True)
 class ModelFit:
-    """How many cases the model explains (measured within ``model.MODEL_BAND`` of predicted), and the misses."""
+    """The model's fit per bound class; ``within``, ``total`` and ``misses`` over both."""
 
-    within: int
-    total: int
-    misses: list[CaseRow]
-
-
-@dataclass(frozen=True)
-class RttPoint:
-    rtt_ms: float
-    ratio: Interval | None  # async over sync, paired over the rounds at this RTT
-    predicted: float | None  # the model's ratio at this RTT
-
-
-@dataclass(frozen=True)
-class Crossover:
-    """Where an async driver starts to beat its sync counterpart by ``WIN`` as the database moves away."""
-
-    workload: str
-    asynchronous: str
-    synchronous: str
-    points: list[RttPoint]
-    measured_ms: float | None  # interpolated; None when never reached within the levels
-    predicted_ms: float | None
-    WIN = 1.5
+    classes: list[ClassFit]
+    band: float = MODEL_BAND
 
     @property
-    def reached(self) -> str:
-        """The crossover in words, for a table cell."""
-        return _crossing_text(self.measured_ms, self.points, lambda p: p.ratio.center if p.ratio else None)
+    def within(self) -> int:
+        return sum(c.hits for c in self.classes)
 
     @property
-    def predicted_reached(self) -> str:
-        return _crossing_text(self.predicted_ms, self.points, lambda p: p.predicted)
+    def total(self) -> int:
+        return sum(len(c.judged) for c in self.classes)
+
+    @property
+    def misses(self) -> list[Fit]:
+        return [f for c in self.classes for f in c.misses]
 
 
-@dataclass(frozen=True)
-class RttSeries:
-    """Cases measured at several round-trip times to Postgres, and the crossovers they show."""
-
-    levels: list[float]
-    cases: dict[str, dict[float, CaseSummary]]
-    crossovers: list[Crossover]
-    proxy_cpu_ms: float | None  # the wire proxy's own CPU per request, median over the cases behind it
-    measured_rtt: dict[str, float]  # asked -> measured added RTT (ms), from run.json
+def _spent(case: CaseSummary) -> dict[str, float | None]:
+    """The CPU per request each part spent in the case's rounds (seconds, median over the rounds)."""
+    parts = ("service_s", "postgres_s", "client_s", "proxy_s", "pgbouncer_s")
+    return {part: median([v for r in case.records if (v := (r.get("cpu") or {}).get(part)) is not None]) for part in parts}
 
 
-def crossing(points: list[tuple[float, float | None]], win: float = Crossover.WIN) -> float | None:
-    """The RTT at which ``ratio`` first reaches ``win``, interpolated linearly between levels; 0 if at the first level."""
-    previous: tuple[float, float] | None = None
-    for rtt, ratio in points:
-        if ratio is None:
-            continue
-        if ratio >= win:
-            if previous is None:
-                return rtt
-            (r0, v0) = previous
-            return r0 + (win - v0) / (ratio - v0) * (rtt - r0) if ratio != v0 else rtt
-        previous = (rtt, ratio)
-    return None
-
-
-def _crossing_text(value: float | None, points: list[RttPoint], get: Any) -> str:
-    if value is not None:
-        return f"{value:.2g} ms" if value > points[0].rtt_ms else f"already at {points[0].rtt_ms:g} ms"
-    if not any(get(p) for p in points):
-        return "-"
-    return f"not within {points[-1].rtt_ms:g} ms"
-
-
-RTT_PAIRS = (("asyncpg", "psycopg2"), ("psycopg3-async", "psycopg3-sync"))
-
-
-def _paired_at(records: list[Record], num: str, den: str, rtt: float, value: Any,
-               num_via: str = "direct", den_via: str = "direct") -> Interval | None:
-    """The ratio of two cases at one RTT (and path to Postgres), paired over the rounds both were measured in."""
-    def at(case: str, via: str) -> dict[int, float]:
-        return {int(r.get("round", 0)): v for r in records if r["case"] == case and not r.get("sweep")
-                and not r.get("for_finding") and float(r.get("rtt_ms") or 0) == rtt
-                and (r.get("via") or "direct") == via and (v := value(r))}
-
-    a, b = at(num, num_via), at(den, den_via)
-    return ratio_interval([(a[k], b[k]) for k in sorted(a.keys() & b.keys())])
-
-
-@dataclass(frozen=True)
-class PgBouncerCase:
-    """One case measured directly and through PgBouncer, in the same rounds."""
-
-    direct: CaseSummary
-    pooled: CaseSummary
-    ratio: Interval | None  # through PgBouncer over direct, paired over the rounds
-
-
-@dataclass(frozen=True)
-class PgBouncerFacts:
-    table: dict[str, Any]  # db.pgbouncer.compatibility.CompatibilityTable.to_dict()
-    cases: list[PgBouncerCase]
-    pool_size: int | None
-
-
-def pgbouncer_facts(run: dict[str, Any], records: list[Record]) -> PgBouncerFacts | None:
-    table = run.get("pgbouncer")
-    through = [r for r in records if r.get("via") == "pgbouncer"]
-    if not table and not through:
+def _shape(case: CaseSummary, run: dict[str, Any]) -> ServerShape | None:
+    servers = run.get("servers") or []
+    index = int(case.records[0].get("server") or 0)
+    try:
+        return ServerShape.from_config(servers[index]) if index < len(servers) else None
+    except (KeyError, TypeError, ValueError):
         return None
-    direct = {(c.case, c.rtt_ms): c for c in summarise(r for r in records if not r.get("sweep") and not r.get("for_finding")
-                                                        and (r.get("via") or "direct") == "direct")}
-    cases = [PgBouncerCase(direct[(c.case, c.rtt_ms)], c,
-                           _paired_at(records, c.case, c.case, c.rtt_ms, successful_rps, "pgbouncer", "direct"))
-             for c in summarise(r for r in through if not r.get("sweep")) if (c.case, c.rtt_ms) in direct]
-    sizes = [p.get("pool_size") for r in through if (p := r.get("pgbouncer"))]
-    return PgBouncerFacts(table or {}, cases, sizes[0] if sizes else (table or {}).get("pool_size"))
 
 
-def rtt_series(run: dict[str, Any], records: list[Record]) -> RttSeries | None:
-    """The RTT sweep (``--rtt-levels``), or a run whose database was a hop away at one RTT (``--db-rtt``)."""
-    found = rtt_cases(records)
-    if not found:  # one level: no sweep, but the added RTT and the proxy's CPU are still the report's to say
-        found = {c.case: [c] for c in main_cases(records) if c.rtt_ms and c.records[0].get("pooled")}
-        if not found:
-            return None
-    levels = sorted({point.rtt_ms for points in found.values() for point in points})
-    cases = {case: {point.rtt_ms: point for point in points} for case, points in found.items()}
-    crossovers = []
-    for workload in sorted({points[0].workload for points in found.values()} if len(levels) > 1 else (), key=workload_rank):
-        for asynchronous, synchronous in RTT_PAIRS:
-            num, den = f"{workload}/async/{asynchronous}", f"{workload}/sync/{synchronous}"
-            if num not in cases or den not in cases:
-                continue
-            points = []
-            for level in levels:
-                a, b = cases[num].get(level), cases[den].get(level)
-                predicted = a.predicted_rps / b.predicted_rps if a and b and a.predicted_rps and b.predicted_rps else None
-                points.append(RttPoint(level, _paired_at(records, num, den, level, successful_rps), predicted))
-            crossovers.append(Crossover(
-                workload, num, den, points,
-                crossing([(p.rtt_ms, p.ratio.center if p.ratio else None) for p in points]),
-                crossing([(p.rtt_ms, p.predicted) for p in points]),
-            ))
-    proxy = median([v for points in found.values() for point in points if point.rtt_ms
-                    and (v := point.cpu_ms("proxy_s")) is not None])
-    measured = {str(k): float(v) for k, v in (run.get("rtt_measured") or {}).items()}
-    return RttSeries(levels, cases, crossovers, proxy, measured)
+def fit(case: CaseSummary, run: dict[str, Any]) -> Fit:
+    kind = bound_class(case.bound)
+    if kind == "explained":
+        shape = _shape(case, run)
+        found = explained_rps(_spent(case), shape) if shape else None
+        expected, bound = found if found else (None, None)
+        return Fit(case, kind, expected, bound, explain(case))
+    return Fit(case, kind, case.predicted_rps, case.bound, explain(case))
+
+
+def model_fit(cases: list[CaseSummary], run: dict[str, Any] | None = None) -> ModelFit:
+    """Every case in its bound class; without ``run`` (its servers' shapes) the explained class is not judged."""
+    fits = [fit(case, run or {}) for case in cases]
+    return ModelFit([ClassFit(kind, [f for f in fits if f.kind == kind]) for kind in ("predicted", "explained")])
 
 
 @dataclass(frozen=True)
-class SetupTable:
-    """Each case in each setup the run measured it in (RTT, PgBouncer, workers): the production shape."""
+class SweepRow:
+    """A sweep point and the held-out model's prediction for it."""
 
-    setups: list[str]
-    rows: dict[str, dict[str, CaseSummary]]
-
-    def best(self, setup: str) -> str | None:
-        """The case with the highest throughput in ``setup``."""
-        found = {case: rps.center for case, by in self.rows.items() if setup in by and (rps := by[setup].rps)}
-        return max(found, key=lambda case: found[case]) if found else None
+    case: CaseSummary
+    point: Point | None
+    note: str
 
 
-def setup_table(records: list[Record]) -> SetupTable | None:
-    """Only for runs that vary more than the RTT (PgBouncer or worker counts)."""
-    if not any(r.get("via") == "pgbouncer" or (r.get("workers") or 1) > 1 for r in records if r.get("variant")):
-        return None
-    cases = summarise(r for r in records if not r.get("sweep") and not r.get("for_finding"))
-    order = sorted({(c.workers, c.via != "direct", c.rtt_ms, c.setup) for c in cases})
-    rows: dict[str, dict[str, CaseSummary]] = {}
+def _sweeps(records: list[Record], held: HeldOut | None) -> dict[str, list[SweepRow]]:
+    points = {(p.case, p.concurrency): p for p in held.points} if held else {}
+    return {case: [SweepRow(s, points.get((case, s.concurrency)), explain(s)) for s in found]
+            for case, found in sorted(sweep_cases(records).items())}
+
+
+def _workloads(cases: list[CaseSummary]) -> list[WorkloadTable]:
+    descriptions = {workload.name: workload.description for workload in WORKLOADS}
+    grouped: dict[str, list[CaseSummary]] = {}
     for case in cases:
-        rows.setdefault(case.case, {})[case.setup] = case
-    return SetupTable([label for *_, label in order], {case: by for case, by in rows.items() if len(by) > 1})
+        grouped.setdefault(case.workload, []).append(case)
+    tables = []
+    for name in sorted(grouped, key=lambda w: (workload_rank(w), w)):
+        rows = sorted(grouped[name], key=lambda c: (style_rank(c.style), -(c.rps.center if c.rps else 0.0), c.case))
+        tables.append(WorkloadTable(name, descriptions.get(name, ""), [CaseRow(c, explain(c)) for c in rows]))
+    return tables
 
 
 @dataclass(frozen=True)
@@ -280,6 +372,7 @@ class Facts:
     server: dict[str, Any]
     partial: str | None
     verdicts: list[Verdict]
+    findings: list[FindingRow]
     failed: list[Verdict]
     unsettled: list[Verdict]
     shape_warnings: list[str]
@@ -287,18 +380,25 @@ class Facts:
     sweep_points: int
     rounds: int
     max_rounds: int
-    sample_seconds: float | None
+    #: The run's wall time, start to finish (None while it runs, or when run.json lacks either end).
+    seconds: float | None
+    samples: Samples
     ping_interval_ms: float | None
     article: list[ArticleRow]
     workloads: list[WorkloadTable]
     model_fit: ModelFit
-    drivers: list[DriverRow]
-    driver_workloads: list[str]
+    heldout: HeldOut | None
+    drivers: DriverTable | None
+    framework: list[FrameworkShare]
+    framework_difference: str
+    pools: list[PoolChoice]
     extras: list[CaseRow]
     rtt: RttSeries | None
     pgbouncer: PgBouncerFacts | None
     setups: SetupTable | None
-    sweeps: dict[str, list[CaseRow]]
+    sweeps: dict[str, list[SweepRow]]
+    #: The share of sweep points the held-out test asks the model to predict.
+    target_share: float = TARGET_SHARE
     plots: list[Plot] = field(default_factory=list)
     plot_error: str | None = None
     compare: ComparisonResult | None = None
@@ -326,70 +426,13 @@ def shape_warnings(run: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(warning.split(" ", 2)[2] for warning in warnings))
 
 
-def _paired(records: list[Record], num: str, den: str, value: Any = successful_rps) -> Interval | None:
-    """The ratio of two main cases over the rounds both were measured in."""
-    a = {r.get("round", 0): v for r in records if r["case"] == num and is_main(r) and (v := value(r))}
-    b = {r.get("round", 0): v for r in records if r["case"] == den and is_main(r) and (v := value(r))}
-    return ratio_interval([(a[k], b[k]) for k in sorted(a.keys() & b.keys())])
-
-
-def _article(records: list[Record], summaries: dict[str, CaseSummary]) -> list[ArticleRow]:
-    if not any(case in summaries for case in [*WAIT_CASES.values(), *PG_SLEEP_TWINS.values()]):
-        return []
-
-    def side(case: str, base: str) -> ArticleSide:
-        summary = summaries.get(case)
-        predicted = base_predicted = None
-        if summary and base in summaries:
-            predicted, base_predicted = summary.predicted_rps, summaries[base].predicted_rps
-        return ArticleSide(case, summary, _paired(records, case, base),
-                           predicted / base_predicted if predicted and base_predicted else None)
-
-    return [
-        ArticleRow(n, ARTICLE_STYLES[n], ARTICLE_RPS[n], ARTICLE_RPS[n] / ARTICLE_RPS[1],
-                   side(WAIT_CASES[n], WAIT_CASES[1]), side(PG_SLEEP_TWINS[n], PG_SLEEP_TWINS[1]))
-        for n in (1, 2, 3, 4)
-    ]
-
-
-def _workloads(cases: list[CaseSummary]) -> list[WorkloadTable]:
-    descriptions = {workload.name: workload.description for workload in WORKLOADS}
-    grouped: dict[str, list[CaseSummary]] = {}
-    for case in cases:
-        grouped.setdefault(case.workload, []).append(case)
-    tables = []
-    for name in sorted(grouped, key=lambda w: (workload_rank(w), w)):
-        rows = sorted(grouped[name], key=lambda c: (style_rank(c.style), -(c.rps.center if c.rps else 0.0), c.case))
-        tables.append(WorkloadTable(name, descriptions.get(name, ""), [CaseRow(c, explain(c)) for c in rows]))
-    return tables
-
-
-def model_fit(cases: list[CaseSummary]) -> ModelFit:
-    judged = [case for case in cases if case.efficiency is not None]
-    misses = [CaseRow(case, explain(case)) for case in judged if not in_band(case.efficiency)]
-    return ModelFit(len(judged) - len(misses), len(judged), misses)
-
-
-def _drivers(cases: list[CaseSummary], run: dict[str, Any]) -> tuple[list[DriverRow], list[str]]:
-    """Each pooled driver's cases in its native style: the driver comparison on equal terms."""
-    setups = {d["name"]: d.get("setup") for d in run.get("drivers") or [] if isinstance(d, dict)}
-    native = [c for c in cases if c.records[0].get("pooled") and c.style in ("sync", "async") and not c.records[0].get("twin")]
-    workloads = sorted({c.workload for c in native}, key=workload_rank)
-    rows: dict[str, DriverRow] = {}
-    for case in native:
-        row = rows.setdefault(case.driver, DriverRow(case.driver, case.style, {}, setups.get(case.driver)))
-        row.cases[case.workload] = case
-    return sorted(rows.values(), key=lambda r: (style_rank(r.style), r.driver)), workloads
-
-
 def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -> Facts:
     """The facts of one run folder's report (plots and comparison are added by the caller)."""
     profile = run.get("profile") or {}
     servers = run.get("servers") or []
     main = main_cases(records)
     summaries = {case.case: case for case in main}
-    durations = [s for case in main if (s := case.sample_seconds)]
-    drivers, driver_workloads = _drivers(main, run)
+    held = judge(records, run)
     return Facts(
         run=run,
         profile=profile,
@@ -397,6 +440,7 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         server=servers[0] if servers else {},
         partial=partial_note(run, records),
         verdicts=verdicts,
+        findings=_finding_rows(verdicts),
         failed=required_failures(verdicts),
         unsettled=required_unsettled(verdicts),
         shape_warnings=shape_warnings(run),
@@ -404,16 +448,20 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         sweep_points=sum(1 for r in records if r.get("sweep")),
         rounds=int(profile.get("repeat") or 1),
         max_rounds=max((int(r.get("round", 0)) + 1 for r in records if not r.get("sweep")), default=0),
-        sample_seconds=median(durations),
+        seconds=wall_seconds(run),
+        samples=samples(records),
         ping_interval_ms=(profile.get("ping_interval") or 0) * 1000 or None,
-        article=_article(records, summaries),
+        article=_article(records, summaries, verdicts),
         workloads=_workloads(main),
-        model_fit=model_fit(main),
-        drivers=drivers,
-        driver_workloads=driver_workloads,
+        model_fit=model_fit(main, run),
+        heldout=held,
+        drivers=driver_table(records, summaries, run),
+        framework=framework_shares(records, summaries),
+        framework_difference=FRAMEWORK_DIFFERENCE,
+        pools=pool_choices(records, summaries, run),
         extras=[CaseRow(c, explain(c)) for c in finding_cases(records)],
         rtt=rtt_series(run, records),
         pgbouncer=pgbouncer_facts(run, records),
         setups=setup_table(records),
-        sweeps={case: [CaseRow(p, explain(p)) for p in points] for case, points in sorted(sweep_cases(records).items())},
+        sweeps=_sweeps(records, held),
     )

@@ -1,11 +1,15 @@
-"""The run's pictures: throughput and /ping latency per case, and the concurrency sweeps.
+"""The run's pictures, few and drawn from the report's own facts: the same numbers the tables show.
 
-Every plot reads the run through ``summary`` (the same numbers the tables show) and writes
-a PNG into the run folder; a plot without data is skipped, so a partial run still gets the
-plots it can have. One colour per route style, the same in every plot. Per-case charts are
-small multiples, one panel per workload; a bar is the measurement (with its 95% interval)
-and the hollow diamond Little's law's prediction, which carries no number of its own.
-matplotlib runs on the Agg backend: nothing is ever displayed.
+- **drivers.png**: the driver table as a forest plot, one panel per workload: each pooled driver's
+  throughput over the reference's (psycopg2, sync), paired, with its 95% interval; a filled dot
+  was measured side by side with the reference, a hollow one through it.
+- **ping.png**: /ping's median while each case ran: does the case freeze the event loop?
+- **sweep-throughput.png**: each swept case's rate against concurrency, measured, beside what the
+  held-out model predicted for each point before looking at it (``heldout``).
+- **rtt.png**: async over sync as the database moves away, with intervals and the model's ratio.
+
+A plot without data is skipped, so a partial run still gets the plots it can have. One colour
+per route style throughout. matplotlib runs on the Agg backend: nothing is ever displayed.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure, SubFigure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from loadtests.facts import style_rank, workload_rank  # noqa: E402
+from loadtests.facts import Facts, style_rank, workload_rank  # noqa: E402
+from loadtests.production import WIN  # noqa: E402
 from loadtests.results import Record  # noqa: E402
 from loadtests.stats import Interval  # noqa: E402
-from loadtests.summary import CaseSummary, main_cases, rtt_cases, sweep_cases  # noqa: E402
+from loadtests.summary import CaseSummary, main_cases  # noqa: E402
 
 STYLE_COLORS = {
     "sync": "#1f77b4",
@@ -44,21 +49,21 @@ DASHES = ("-", "--", "-.", ":")
 DPI = 110
 ROW_INCHES = 0.24
 
-THROUGHPUT = "throughput.png"
+DRIVERS = "drivers.png"
 PING = "ping.png"
 SWEEP_THROUGHPUT = "sweep-throughput.png"
-SWEEP_P99 = "sweep-p99.png"
 RTT = "rtt.png"
 
 CAPTIONS = {
-    THROUGHPUT: "Throughput per case, one panel per workload: bars measured (successful responses, 95% interval), "
-    "hollow diamonds predicted by Little's law",
+    DRIVERS: "Each pooled driver's throughput over psycopg2's (sync), per workload, paired, with its 95% interval: "
+    "filled dots measured side by side with psycopg2, hollow ones through it; \"fastest\" only where the ratio to "
+    "the runner-up excludes 1",
     PING: "/ping median latency while each case ran (open-loop probe): a long bar means the event loop was frozen "
     "(or the CPU saturated); the tick is W, one request alone",
-    SWEEP_THROUGHPUT: "Throughput vs concurrency for the swept cases, with the threadpool and pool sizes",
-    SWEEP_P99: "p99 latency vs concurrency for the swept cases",
-    RTT: "Throughput vs the round-trip time to Postgres (wire proxy), one panel per workload: colour = route style, "
-    "line style = driver",
+    SWEEP_THROUGHPUT: "Throughput vs concurrency for the swept cases: measured (dots and lines) and what the held-out "
+    "model predicted for each point before it was measured (hollow diamonds)",
+    RTT: "Async over sync as the database moves away (wire proxy), paired at each round-trip time with its 95% interval; "
+    "hollow diamonds the model's ratio; the dashed line the 1.5x a crossover needs",
 }
 
 
@@ -77,8 +82,76 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2g}"
 
 
+#: Ticks a ratio axis may carry, the ones inside its limits shown.
+RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 5, 10, 20, 50, 100)
+
+
+def _ratio_axis(ax: Axes, limits: tuple[float, float], axis: str = "x") -> None:
+    """A log axis labelled in plain ratios (0.5, 1, 2), not powers of ten."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    ticks = [t for t in RATIO_TICKS if limits[0] <= t <= limits[1]]
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_locator(NullLocator())
+
+
 def _style_legend(styles: set[str]) -> list[Any]:
     return [Patch(color=color(s), label=s) for s in sorted(styles, key=style_rank)]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_drivers(path: Path, found: Facts) -> Path | None:
+    """The forest plot of the driver table: one panel per workload, the drivers in the table's order."""
+    table = found.drivers
+    if table is None or not any(e.ratio for w in table.workloads for e in w.entries):
+        return None
+    panels = table.workloads
+    rows = max(len(w.entries) for w in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, max(3.4, rows * 0.32 + 1.7)),
+                             layout="constrained", squeeze=False)
+    values = [v for w in panels for e in w.entries if e.ratio
+              for v in ([e.ratio.interval.low, e.ratio.interval.high] if e.ratio.interval.bounded else [e.ratio.interval.center])]
+    low, high = min([*values, 1.0]) / 1.15, max([*values, 1.0]) * 1.6  # room on the right for the labels
+    for ax, workload in zip(axes[0], panels, strict=True):
+        for y, entry in enumerate(workload.entries):
+            colour = color(entry.style)
+            if entry.reference:
+                ax.plot(1.0, y, marker="s", color=colour, markersize=6)
+                continue
+            if entry.ratio is None:
+                ax.text(low, y, "  not paired", va="center", fontsize=7, color="#b00000")
+                continue
+            ratio = entry.ratio.interval
+            if ratio.bounded:
+                ax.plot([ratio.low, ratio.high], [y, y], color=colour, linewidth=2)
+            side = entry.ratio.through is None
+            ax.plot(ratio.center, y, marker="o", markersize=6, color=colour, markerfacecolor=colour if side else "white")
+            right = ratio.high if ratio.bounded else ratio.center
+            ax.annotate(f"{ratio.center:.3g}" + ("  ★ fastest" if entry.fastest else ""), (right, y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7,
+                        color="#8a6500" if entry.fastest else "#333333", fontweight="bold" if entry.fastest else "normal")
+        ax.axvline(1.0, color="#555555", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlim(low, high)
+        _ratio_axis(ax, (low, high))
+        ax.set_yticks(range(len(workload.entries)), [f"{e.driver} ({e.style})" for e in workload.entries], fontsize=8)
+        ax.set_ylim(rows - 0.5, -0.5)  # one row height in every panel
+        ax.grid(axis="x", which="both", alpha=0.3)
+        ax.set_title(f"{workload.workload}: over {workload.reference}", fontsize=9, loc="left", style="italic")
+        ax.set_xlabel("throughput ratio (log scale)")
+    handles = _style_legend({e.style for w in panels for e in w.entries}) + [
+        Line2D([], [], marker="o", color="#444444", linestyle="none", label="side by side with psycopg2"),
+        Line2D([], [], marker="o", color="#444444", markerfacecolor="white", linestyle="none", label="through psycopg2"),
+        Line2D([], [], marker="s", color="#444444", linestyle="none", label="the reference"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("Drivers on equal terms: throughput over psycopg2's, paired (95% intervals)", fontsize=11)
+    return _save(fig, path)
 
 
 def _panels(cases: list[CaseSummary]) -> list[tuple[str, list[CaseSummary]]]:
@@ -99,12 +172,6 @@ def _columns(panels: list[tuple[str, list[CaseSummary]]]) -> list[list[tuple[str
         left.append(panel)
         count += len(panel[1]) + 2
     return [left, panels[len(left):]] if panels[len(left):] else [left]
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
 
 
 def _per_case(path: Path, cases: list[CaseSummary], measure: Callable[[CaseSummary], Interval | None],
@@ -156,15 +223,6 @@ def _panel(ax: Axes, workload: str, rows: list[CaseSummary], measure: Callable[[
     ax.set_title(workload, fontsize=9, loc="left", style="italic")
 
 
-def plot_throughput(path: Path, records: list[Record]) -> Path | None:
-    cases = main_cases(records)
-    c = sorted({case.concurrency for case in cases})
-    return _per_case(path, cases, lambda s: s.rps, lambda s: s.predicted_rps, "predicted (Little's law)",
-                     {"marker": "D", "markersize": 5, "color": "black", "markerfacecolor": "white"},
-                     "successful requests per second (log scale)",
-                     f"Throughput per case at c = {', '.join(map(str, c))}: bars measured, diamonds predicted")
-
-
 def plot_ping(path: Path, records: list[Record]) -> Path | None:
     return _per_case(path, main_cases(records), lambda s: s.ping_p50, lambda s: s.uncontended_ms, "W: one request alone",
                      {"marker": "|", "markersize": 10, "markeredgewidth": 1.6, "color": "#333333"},
@@ -172,12 +230,12 @@ def plot_ping(path: Path, records: list[Record]) -> Path | None:
                      "Does the case freeze the event loop? /ping median while it runs (long bar = frozen loop)")
 
 
-def _knees(run: dict[str, Any], sweeps: dict[str, list[CaseSummary]]) -> list[tuple[int, str]]:
+def _knees(run: dict[str, Any], cases: list[CaseSummary]) -> list[tuple[int, str]]:
     """(concurrency, label) of each threadpool and pool size the swept cases run into."""
     servers = run.get("servers") or []
     found: dict[int, set[str]] = {}
-    for points in sweeps.values():
-        record = points[-1].records[-1]
+    for case in cases:
+        record = case.records[-1]
         server = servers[record.get("server", 0)] if 0 <= record.get("server", 0) < len(servers) else {}
         if record.get("style") in ("sync", "threadpool", "threadpool-only") and (tokens := server.get("threadpool_tokens")):
             found.setdefault(int(tokens), set()).add("threadpool")
@@ -188,86 +246,93 @@ def _knees(run: dict[str, Any], sweeps: dict[str, list[CaseSummary]]) -> list[tu
     return [(c, " = ".join([", ".join(sorted(names)), str(c)])) for c, names in sorted(found.items())]
 
 
-def _sweep_plot(path: Path, run: dict[str, Any], sweeps: dict[str, list[CaseSummary]], metric: str) -> Path | None:
-    def value(case: CaseSummary) -> float | None:
-        found = case.rps if metric == "rps" else case.latency("p99_ms")
-        return found.center if found else None
-
-    series = {case: [(p.concurrency, v, p) for p in points if (v := value(p))] for case, points in sweeps.items()}
+def plot_sweep(path: Path, found: Facts) -> Path | None:
+    """Measured rate per concurrency, and the held-out prediction of each point."""
+    series = {case: [(row.case.concurrency, row.case.rps.center, row) for row in rows if row.case.rps]
+              for case, rows in found.sweeps.items()}
     series = {case: points for case, points in series.items() if points}
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10.5, 5.6), layout="constrained")
     dashes: dict[str, int] = {}
     values: list[float] = []
-    for case, points in sorted(series.items(), key=lambda item: (style_rank(item[1][0][2].style), item[0])):
-        style = points[0][2].style
+    for case, points in sorted(series.items(), key=lambda item: (style_rank(item[1][0][2].case.style), item[0])):
+        style = points[0][2].case.style
         dash = DASHES[dashes.setdefault(style, 0) % len(DASHES)]
         dashes[style] += 1
         xs, ys = [c for c, _, _ in points], [v for _, v, _ in points]
         values += ys
         ax.plot(xs, ys, marker="o", color=color(style), linestyle=dash, label=case, linewidth=1.8)
-        if metric == "rps":
-            predicted = [(c, p.predicted_rps) for c, _, p in points if p.predicted_rps]
-            ax.plot([c for c, _ in predicted], [v for _, v in predicted], linestyle="none", marker="D", markersize=4,
-                    color=color(style), markerfacecolor="white")
-            values += [v for _, v in predicted if v]
+        predicted = [(c, row.point.prediction.rps) for c, _, row in points if row.point and row.point.prediction]
+        if predicted:
+            ax.plot([c for c, _ in predicted], [v for _, v in predicted], linestyle="none", marker="D", markersize=6,
+                    color=color(style), markerfacecolor="white", markeredgewidth=1.3)
+            values += [v for _, v in predicted]
     ax.set_xscale("log")
     if max(values) / min(values) > 30:
         ax.set_yscale("log")
     levels = sorted({c for points in series.values() for c, _, _ in points})
     ax.set_xticks(levels, [str(c) for c in levels])
     ax.xaxis.set_minor_locator(NullLocator())
-    for position, (c, label) in enumerate(_knees(run, sweeps)):
+    swept = [row.case for rows in found.sweeps.values() for row in rows]
+    for position, (c, label) in enumerate(_knees(found.run, swept)):
         ax.axvline(c, linestyle="--", color="#555555", linewidth=1.0)
         ax.annotate(label, (c, 1 - 0.06 * (position % 4)), xycoords=("data", "axes fraction"), xytext=(3, -3),
                     textcoords="offset points", va="top", fontsize=8, color="#555555")
     ax.grid(which="major", alpha=0.3)
     ax.set_xlabel("concurrent clients c (log scale)")
-    if metric == "rps":
-        ax.set_ylabel("successful requests per second")
-        ax.set_title("Throughput vs concurrency (lines measured, hollow diamonds predicted; colour = route style)")
-    else:
-        ax.set_ylabel("p99 latency, ms")
-        ax.set_title("p99 latency vs concurrency: it climbs once a resource saturates (colour = route style)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.set_ylabel("successful requests per second, steady state")
+    ax.set_title("Throughput vs concurrency: measured (lines), held-out prediction (hollow diamonds)", fontsize=11)
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], marker="D", color="#444444", markerfacecolor="white", linestyle="none",
+                          label="held-out prediction"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, path)
 
 
-def plot_rtt(path: Path, records: list[Record]) -> Path | None:
-    """Throughput against RTT, one panel per workload: where the styles and drivers cross as the database moves away."""
-    series = rtt_cases(records)
-    if not series:
+def plot_rtt(path: Path, found: Facts) -> Path | None:
+    """Async over sync against the added RTT, one panel per workload, with the crossover line."""
+    series = found.rtt
+    if series is None or not any(p.ratio for x in series.crossovers for p in x.points):
         return None
-    workloads = sorted({points[0].workload for points in series.values()}, key=workload_rank)
-    fig, axes = plt.subplots(1, len(workloads), figsize=(5.2 * len(workloads), 4.8), layout="constrained", squeeze=False)
+    workloads = sorted({x.workload for x in series.crossovers}, key=workload_rank)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(4.6 * len(workloads) + 0.8, 4.6), layout="constrained",
+                             squeeze=False)
     for ax, workload in zip(axes[0], workloads, strict=True):
-        dashes: dict[str, str] = {}
-        for _case, points in sorted(series.items(), key=lambda item: (style_rank(item[1][0].style), item[0])):
-            first = points[0]
-            if first.workload != workload:
-                continue
-            dash = dashes.setdefault(first.driver, DASHES[len(dashes) % len(DASHES)])
-            xs = [p.rtt_ms for p in points if p.rps]
-            ys = [p.rps.center for p in points if p.rps]
-            ax.plot(xs, ys, marker="o", color=color(first.style), linestyle=dash, label=f"{first.style} · {first.driver}")
+        for index, crossing in enumerate(x for x in series.crossovers if x.workload == workload):
+            dash = DASHES[index % len(DASHES)]
+            colour = ("#2ca02c", "#8c564b", "#1f77b4")[index % 3]
+            label = f"{crossing.asynchronous.split('/')[-1]} / {crossing.synchronous.split('/')[-1]}"
+            measured = [(p.rtt_ms, p.ratio) for p in crossing.points if p.ratio]
+            xs = [rtt for rtt, _ in measured]
+            ax.plot(xs, [r.center for _, r in measured], marker="o", color=colour, linestyle=dash, label=label)
+            for rtt, r in measured:
+                if r.bounded:
+                    ax.plot([rtt, rtt], [r.low, r.high], color=colour, linewidth=2, alpha=0.6)
+            model = [(p.rtt_ms, p.predicted) for p in crossing.points if p.predicted]
+            ax.plot([x for x, _ in model], [v for _, v in model], linestyle="none", marker="D", markersize=5,
+                    color=colour, markerfacecolor="white")
+        ax.axhline(WIN, linestyle="--", color="#555555", linewidth=1)
+        ax.axhline(1.0, color="#999999", linewidth=0.8)
         ax.set_yscale("log")
+        shown = [v for x in series.crossovers if x.workload == workload for p in x.points
+                 for v in ((p.ratio.low, p.ratio.high) if p.ratio and p.ratio.bounded else (p.ratio.center,) if p.ratio else ())]
+        shown += [p.predicted for x in series.crossovers if x.workload == workload for p in x.points if p.predicted]
+        limits = (min([*shown, 1.0]) / 1.2, max([*shown, WIN]) * 1.2)
+        ax.set_ylim(*limits)
+        _ratio_axis(ax, limits, "y")
         ax.set_title(workload, fontsize=10, style="italic", loc="left")
         ax.set_xlabel("added round-trip time to Postgres, ms")
         ax.grid(which="major", alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
-    axes[0][0].set_ylabel("successful requests per second (log scale)")
-    fig.suptitle("Throughput as the database moves away: the sync styles fall with every round trip they wait on", fontsize=11)
+    axes[0][0].set_ylabel("async / sync throughput (log scale)")
+    fig.suptitle("Where async starts to pay: async over sync at each RTT (95% intervals; dashed: 1.5x)", fontsize=11)
     return _save(fig, path)
 
 
-def draw_plots(folder: Path, run: dict[str, Any], records: list[Record]) -> list[Path]:
-    """Write every plot the records allow into ``folder``; returns the paths written."""
+def draw_plots(folder: Path, found: Facts, records: list[Record]) -> list[Path]:
+    """Write every plot the facts allow into ``folder``; returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [plot_throughput(folder / THROUGHPUT, records), plot_ping(folder / PING, records)]
-    sweeps = sweep_cases(records)
-    if sweeps:
-        written += [_sweep_plot(folder / SWEEP_THROUGHPUT, run, sweeps, "rps"), _sweep_plot(folder / SWEEP_P99, run, sweeps, "p99")]
-    written.append(plot_rtt(folder / RTT, records))
+    written = [plot_drivers(folder / DRIVERS, found), plot_ping(folder / PING, records),
+               plot_sweep(folder / SWEEP_THROUGHPUT, found), plot_rtt(folder / RTT, found)]
     return [path for path in written if path is not None]
-

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from loadtests import facts
+from loadtests import facts, legacy
 from loadtests.findings import evaluate_all
 from loadtests.report import environment
-from loadtests.results import read_run
-from loadtests.stability import series, wall_seconds
+from loadtests.stability import series
 
 #: The committed folders, relative to the project root, per README section: a main run, the runs of a
 #: stability series and a run of the production profile.
@@ -25,10 +24,9 @@ SECTIONS = tuple(FOLDERS)
 
 def render_run(folder: Path, template: str, link: str) -> str:
     """One run folder through ``template``, with the same facts its report shows; ``link`` is the folder as README.md links it."""
-    run, records = read_run(folder)
+    run, records = legacy.read(folder)
     found = facts.build(run, records, evaluate_all(records, run))
-    context = {**{name: getattr(found, name) for name in found.__dataclass_fields__}, "folder": link,
-               "seconds": wall_seconds(run)}
+    context = {**{name: getattr(found, name) for name in found.__dataclass_fields__}, "folder": link}
     return environment(html=False).get_template(template).render(context).strip() + "\n"
 
 

@@ -149,7 +149,8 @@ def driver_table(records: list[Record], summaries: dict[str, CaseSummary], run: 
         entries = [DriverEntry(e.driver, e.style, e.case, e.ratio, e.reference, e.case.case == winner, e.setup)
                    for e in sorted(entries, key=lambda e: (-(e.center or 0.0), e.driver))]
         tables.append(DriverWorkload(workload, ref, entries, best))
-    return DriverTable(tables, setups) if tables else None
+    shown = {e.driver for table in tables for e in table.entries}
+    return DriverTable(tables, {name: setup for name, setup in setups.items() if name in shown}) if tables else None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from loadtests.compare import ComparisonResult
 from loadtests.findings import Verdict, required_failures, required_unsettled
 from loadtests.heldout import TARGET_SHARE, HeldOut, Point, judge
 from loadtests.legacy import WHOLE_RUN
-from loadtests.model import MODEL_BAND, ServerShape, bound_class, explain, explained_rps, in_band
+from loadtests.model import CPU_BOUNDS, MODEL_BAND, ServerShape, bound_class, explain, explained_rps, in_band
 from loadtests.pairing import Comparison, compare
 from loadtests.production import Crossover as Crossover  # re-exported: the CLI prints the crossovers
 from loadtests.production import PgBouncerFacts, RttSeries, SetupTable, pgbouncer_facts, setup_table
@@ -107,6 +107,7 @@ class ArticleSide:
     to_case_1: Comparison | None
     #: The ratio of the two cases' calibration predictions (steady state).
     model: float | None
+    #: Case 1 itself, measured: its ratio to itself is 1 by definition.
     reference: bool
     #: The finding that judges this ratio, if any.
     verdict: Verdict | None
@@ -139,7 +140,7 @@ def _article(records: list[Record], summaries: dict[str, CaseSummary], verdicts:
     def side(case: str, base: str) -> ArticleSide:
         summary = summaries.get(case)
         if case == base:
-            return ArticleSide(case, summary, None, 1.0 if summary else None, True, None)
+            return ArticleSide(case, summary, None, 1.0 if summary else None, summary is not None, None)
         predicted = base_predicted = None
         if summary and base in summaries:
             predicted, base_predicted = summary.predicted_rps, summaries[base].predicted_rps
@@ -245,6 +246,9 @@ class Fit:
     expected: float | None
     bound: str | None
     note: str
+    #: For an explained case: the tightest bound of Little's law in the calibration's prediction (what binds when
+    #: the CPU does not), as (resource, rate).
+    other_bound: tuple[str, float] | None = None
 
     @property
     def measured(self) -> float | None:
@@ -258,6 +262,11 @@ class Fit:
     @property
     def hit(self) -> bool | None:
         return in_band(self.ratio)
+
+    @property
+    def below(self) -> bool:
+        """Measured under what was expected (for an explained case: the CPU part was not saturated)."""
+        return self.ratio is not None and self.ratio < 1
 
 
 @dataclass(frozen=True)
@@ -313,13 +322,24 @@ def _shape(case: CaseSummary, run: dict[str, Any]) -> ServerShape | None:
         return None
 
 
+def _other_bound(case: CaseSummary) -> tuple[str, float] | None:
+    """The calibration's tightest bound that is not CPU (median over the case's records)."""
+    rates: dict[str, list[float]] = {}
+    for record in case.records:
+        for name, rate in ((record.get("model") or {}).get("bounds") or {}).items():
+            if name not in CPU_BOUNDS and rate:
+                rates.setdefault(name, []).append(float(rate))
+    found = {name: value for name, values in rates.items() if (value := median(values)) is not None}
+    return min(found.items(), key=lambda item: item[1]) if found else None
+
+
 def fit(case: CaseSummary, run: dict[str, Any]) -> Fit:
     kind = bound_class(case.bound)
     if kind == "explained":
         shape = _shape(case, run)
         found = explained_rps(_spent(case), shape) if shape else None
         expected, bound = found if found else (None, None)
-        return Fit(case, kind, expected, bound, explain(case))
+        return Fit(case, kind, expected, bound, explain(case), _other_bound(case))
     return Fit(case, kind, case.predicted_rps, case.bound, explain(case))
 
 

@@ -112,7 +112,7 @@ def plot_drivers(path: Path, found: Facts) -> Path | None:
         return None
     panels = table.workloads
     rows = max(len(w.entries) for w in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, max(3.4, rows * 0.32 + 1.7)),
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 4.2 * len(panels) + 0.6), max(3.4, rows * 0.32 + 1.7)),
                              layout="constrained", squeeze=False)
     values = [v for w in panels for e in w.entries if e.ratio
               for v in ([e.ratio.interval.low, e.ratio.interval.high] if e.ratio.interval.bounded else [e.ratio.interval.center])]
@@ -149,7 +149,8 @@ def plot_drivers(path: Path, found: Facts) -> Path | None:
         Line2D([], [], marker="o", color="#444444", markerfacecolor="white", linestyle="none", label="through psycopg2"),
         Line2D([], [], marker="s", color="#444444", linestyle="none", label="the reference"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if len(panels) > 1 else 3, fontsize=8,
+               frameon=False)
     fig.suptitle("Drivers on equal terms: throughput over psycopg2's, paired (95% intervals)", fontsize=11)
     return _save(fig, path)
 

@@ -197,7 +197,9 @@ def test_the_model_is_judged_per_bound_class_and_on_held_out_points(tmp_path: Pa
     text = report_of(tmp_path, bound + sweep)
     model = section(text, "## Does the model explain each case?")
     assert "**Explained: 0 of 1 cases**" in model
-    assert "`lookup/async/asyncpg`: measured 600 rps, explained 1,250 (bound service CPU; ×0.48)" in model
+    assert "`lookup/async/asyncpg`: measured 600 rps, explained 1,250 (bound service CPU; ×0.48). The CPU part was not " \
+           "saturated under load (the service kept 45% of a core busy); the calibration's tightest other bound, clients, " \
+           "gives 18,182 rps." in model
     assert "**Predicted:" in model and "`lookup/sync/psycopg2`: measured" in model
     assert "**Held-out: 1 of 2 sweep points** (50%; the test asks 90%: **FAIL**)" in model
     assert "miss: `wait/sync/time` at c = 16, bound clients (predicted)" in model
@@ -213,6 +215,14 @@ def test_the_samples_say_how_they_were_counted_and_when_the_host_took_cpu(tmp_pa
     assert "warm-up of 0.15 s and counted a window of 0.5 s holding" in text
     assert "1 sample(s) at or above 0.1 of a core" in text
     assert re.search(r"\| `wait/sync/time` \| 40 \| 2 \| 0\.\d+ \| 2\.00 \| -\d+% \|", text), text
+
+
+def test_case_tables_show_samples_intervals_probe_samples_and_errors(report: str) -> None:
+    line = row(report, "`wait/sync/time`", "## All scenarios")
+    assert re.search(r"\| 40 \| 3 \| [\d,.]+ \[[\d,.]+, [\d,.]+\] \|", line)  # c, samples, rps with its interval
+    assert "(120)" in line  # 40 probe samples in each of 3 rounds
+    assert "error in 1 of 4 rounds" in row(report, "`report/async/asyncpg`", "## All scenarios")
+    assert "this machine at the time" in section(report, "## All scenarios")
 
 
 def test_a_case_over_one_percent_errors_is_marked(tmp_path: Path, records: list[Record]) -> None:

@@ -297,7 +297,7 @@ def plot_rtt(path: Path, found: Facts) -> Path | None:
     if series is None or not any(p.ratio for x in series.crossovers for p in x.points):
         return None
     workloads = sorted({x.workload for x in series.crossovers}, key=workload_rank)
-    fig, axes = plt.subplots(1, len(workloads), figsize=(4.6 * len(workloads) + 0.8, 4.6), layout="constrained",
+    fig, axes = plt.subplots(1, len(workloads), figsize=(max(8.0, 4.6 * len(workloads) + 0.8), 4.6), layout="constrained",
                              squeeze=False)
     for ax, workload in zip(axes[0], workloads, strict=True):
         for index, crossing in enumerate(x for x in series.crossovers if x.workload == workload):
@@ -325,9 +325,12 @@ def plot_rtt(path: Path, found: Facts) -> Path | None:
         ax.set_title(workload, fontsize=10, style="italic", loc="left")
         ax.set_xlabel("added round-trip time to Postgres, ms")
         ax.grid(which="major", alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], marker="D", color="#444444", markerfacecolor="white", linestyle="none",
+                              label="the model's ratio"))
+        ax.legend(handles=handles, fontsize=7, frameon=False)
     axes[0][0].set_ylabel("async / sync throughput (log scale)")
-    fig.suptitle("Where async starts to pay: async over sync at each RTT (95% intervals; dashed: 1.5x)", fontsize=11)
+    fig.suptitle("Where async starts to pay: async over sync, paired at each RTT (dashed: 1.5x)", fontsize=11)
     return _save(fig, path)
 
 

@@ -14,6 +14,7 @@ per route style throughout. matplotlib runs on the Agg backend: nothing is ever 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,13 @@ RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 
 def _ratio_axis(ax: Axes, limits: tuple[float, float], axis: str = "x") -> None:
     """A log axis labelled in plain ratios (0.5, 1, 2), not powers of ten."""
     target = ax.xaxis if axis == "x" else ax.yaxis
-    ticks = [t for t in RATIO_TICKS if limits[0] <= t <= limits[1]]
-    target.set_major_locator(FixedLocator(ticks))
+    # Ticks at least an eighth of the axis apart (on the log scale), 1 always among them, so labels never collide.
+    gap = math.log(limits[1] / limits[0]) / 8
+    ticks = [1.0] if limits[0] <= 1 <= limits[1] else []
+    for tick in sorted((t for t in RATIO_TICKS if limits[0] <= t <= limits[1]), key=lambda t: abs(math.log(t))):
+        if all(abs(math.log(tick / kept)) >= gap for kept in ticks):
+            ticks.append(tick)
+    target.set_major_locator(FixedLocator(sorted(ticks)))
     target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     target.set_minor_locator(NullLocator())
 
@@ -116,7 +122,7 @@ def plot_drivers(path: Path, found: Facts) -> Path | None:
                              layout="constrained", squeeze=False)
     values = [v for w in panels for e in w.entries if e.ratio
               for v in ([e.ratio.interval.low, e.ratio.interval.high] if e.ratio.interval.bounded else [e.ratio.interval.center])]
-    low, high = min([*values, 1.0]) / 1.15, max([*values, 1.0]) * 1.6  # room on the right for the labels
+    low, high = min([*values, 1.0]) / 1.15, max([*values, 1.0]) * 1.35  # room on the right for the values
     for ax, workload in zip(axes[0], panels, strict=True):
         for y, entry in enumerate(workload.entries):
             colour = color(entry.style)
@@ -132,14 +138,18 @@ def plot_drivers(path: Path, found: Facts) -> Path | None:
             side = entry.ratio.through is None
             ax.plot(ratio.center, y, marker="o", markersize=6, color=colour, markerfacecolor=colour if side else "white")
             right = ratio.high if ratio.bounded else ratio.center
-            ax.annotate(f"{ratio.center:.3g}" + ("  ★ fastest" if entry.fastest else ""), (right, y), xytext=(4, 0),
-                        textcoords="offset points", va="center", fontsize=7,
-                        color="#8a6500" if entry.fastest else "#333333", fontweight="bold" if entry.fastest else "normal")
+            ax.annotate(f"{ratio.center:.3g}", (right, y), xytext=(4, 0), textcoords="offset points", va="center",
+                        fontsize=7, color="#333333")
         ax.axvline(1.0, color="#555555", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlim(low, high)
         _ratio_axis(ax, (low, high))
-        ax.set_yticks(range(len(workload.entries)), [f"{e.driver} ({e.style})" for e in workload.entries], fontsize=8)
+        ax.set_yticks(range(len(workload.entries)),
+                      [("★ fastest: " if e.fastest else "") + f"{e.driver} ({e.style})" for e in workload.entries], fontsize=8)
+        for label, entry in zip(ax.get_yticklabels(), workload.entries, strict=True):
+            if entry.fastest:
+                label.set_fontweight("bold")
+                label.set_color("#8a6500")
         ax.set_ylim(rows - 0.5, -0.5)  # one row height in every panel
         ax.grid(axis="x", which="both", alpha=0.3)
         ax.set_title(f"{workload.workload}: over {workload.reference}", fontsize=9, loc="left", style="italic")
@@ -282,7 +292,7 @@ def plot_sweep(path: Path, found: Facts) -> Path | None:
                     textcoords="offset points", va="top", fontsize=8, color="#555555")
     ax.grid(which="major", alpha=0.3)
     ax.set_xlabel("concurrent clients c (log scale)")
-    ax.set_ylabel("successful requests per second, steady state")
+    ax.set_ylabel("successful requests per second, " + ("ab's whole run" if found.samples.whole_run else "steady state"))
     ax.set_title("Throughput vs concurrency: measured (lines), held-out prediction (hollow diamonds)", fontsize=11)
     handles, _ = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], marker="D", color="#444444", markerfacecolor="white", linestyle="none",

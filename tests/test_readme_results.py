@@ -74,5 +74,5 @@ def test_the_results_section_shows_ratios_verdicts_and_how_long_things_took(tmp_
     assert "- lookup: **fastest: `lookup/async/asyncpg`**" in text
     assert "| psycopg2 | 0.833 [0.833, 0.833] | side by side | 17% [17%, 17%] |" in text  # FastAPI's share
     assert "`psycopg2-threaded` / `psycopg2`" in text
-    assert "A sample took 1.2 s (median; the longest 1.2 s) from ab's start to its stop; the whole run took 6 min 10 s." in text
+    assert "A sample took 1.2 s of wall time, warm-up included (median; the longest 1.2 s); the whole run took 6 min 10 s." in text
     assert "steady state" in text

@@ -15,7 +15,7 @@ per route style throughout. matplotlib runs on the Agg backend: nothing is ever 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,11 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
+from loadtests.choices import DriverWorkload  # noqa: E402
 from loadtests.facts import Facts, style_rank, workload_rank  # noqa: E402
 from loadtests.production import WIN  # noqa: E402
 from loadtests.results import Record  # noqa: E402
-from loadtests.stats import Interval  # noqa: E402
+from loadtests.stats import median  # noqa: E402
 from loadtests.summary import CaseSummary, main_cases  # noqa: E402
 
 STYLE_COLORS = {
@@ -48,7 +49,6 @@ OTHER_COLOR = "#7f7f7f"
 #: Line styles telling apart drivers of one style in the sweep plots.
 DASHES = ("-", "--", "-.", ":")
 DPI = 110
-ROW_INCHES = 0.24
 
 DRIVERS = "drivers.png"
 PING = "ping.png"
@@ -59,8 +59,9 @@ CAPTIONS = {
     DRIVERS: "Each pooled driver's throughput over psycopg2's (sync), per workload, paired, with its 95% interval: "
     "filled dots measured side by side with psycopg2, hollow ones through it; \"fastest\" only where the ratio to "
     "the runner-up excludes 1",
-    PING: "/ping median latency while each case ran (open-loop probe): a long bar means the event loop was frozen "
-    "(or the CPU saturated); the tick is W, one request alone",
+    PING: "/ping's median latency while each case ran (open-loop probe), per route style: the median over the style's "
+    "drivers, the whisker from the lowest to the highest; a long bar means the event loop was frozen (or the CPU "
+    "saturated); the tick is W, the route's own request alone",
     SWEEP_THROUGHPUT: "Throughput vs concurrency for the swept cases: measured (dots and lines) and what the held-out "
     "model predicted for each point before it was measured (hollow diamonds)",
     RTT: "Async over sync as the database moves away (wire proxy), paired at each round-trip time with its 95% interval; "
@@ -70,11 +71,6 @@ CAPTIONS = {
 
 def color(style: str) -> str:
     return STYLE_COLORS.get(style, OTHER_COLOR)
-
-
-def _label(case: CaseSummary) -> str:
-    file = case.case.split("[", 1)[1].rstrip("]").removesuffix(".bin") if "[" in case.case else ""
-    return f"{case.style} · {case.driver}" + (f" [{file}]" if file else "")
 
 
 def _fmt(value: float) -> str:
@@ -120,10 +116,8 @@ def plot_drivers(path: Path, found: Facts) -> Path | None:
     rows = max(len(w.entries) for w in panels)
     fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 4.2 * len(panels) + 0.6), max(3.4, rows * 0.32 + 1.7)),
                              layout="constrained", squeeze=False)
-    values = [v for w in panels for e in w.entries if e.ratio
-              for v in ([e.ratio.interval.low, e.ratio.interval.high] if e.ratio.interval.bounded else [e.ratio.interval.center])]
-    low, high = min([*values, 1.0]) / 1.15, max([*values, 1.0]) * 1.35  # room on the right for the values
     for ax, workload in zip(axes[0], panels, strict=True):
+        low, high = _forest_limits(workload)
         for y, entry in enumerate(workload.entries):
             colour = color(entry.style)
             if entry.reference:
@@ -137,9 +131,8 @@ def plot_drivers(path: Path, found: Facts) -> Path | None:
                 ax.plot([ratio.low, ratio.high], [y, y], color=colour, linewidth=2)
             side = entry.ratio.through is None
             ax.plot(ratio.center, y, marker="o", markersize=6, color=colour, markerfacecolor=colour if side else "white")
-            right = ratio.high if ratio.bounded else ratio.center
-            ax.annotate(f"{ratio.center:.3g}", (right, y), xytext=(4, 0), textcoords="offset points", va="center",
-                        fontsize=7, color="#333333")
+            ax.annotate(f"{ratio.center:.3g}", (ratio.center, y), xytext=(0, 5), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7, color="#333333")
         ax.axvline(1.0, color="#555555", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlim(low, high)
@@ -165,80 +158,94 @@ def plot_drivers(path: Path, found: Facts) -> Path | None:
     return _save(fig, path)
 
 
-def _panels(cases: list[CaseSummary]) -> list[tuple[str, list[CaseSummary]]]:
-    grouped: dict[str, list[CaseSummary]] = {}
+def _forest_limits(workload: DriverWorkload) -> tuple[float, float]:
+    """A panel's ratio axis: every interval, but no wider than 4x either side of the centres (an interval that
+    runs further is cut at the edge; the table gives it whole)."""
+    centres = [1.0, *(e.ratio.interval.center for e in workload.entries if e.ratio)]
+    ends = [v for e in workload.entries if e.ratio and e.ratio.interval.bounded for v in (e.ratio.interval.low, e.ratio.interval.high)]
+    low = max(min([*centres, *ends]), min(centres) / 4)
+    high = min(max([*centres, *ends]), max(centres) * 4)
+    return low / 1.15, high * 1.15
+
+
+@dataclass(frozen=True)
+class PingRow:
+    """/ping under one route style of one workload: the median over its drivers, and their lowest and highest."""
+
+    label: str
+    style: str
+    median: float
+    low: float
+    high: float
+    drivers: int
+    uncontended_ms: float | None
+
+
+def _ping_rows(cases: list[CaseSummary]) -> list[tuple[str, list[PingRow]]]:
+    grouped: dict[str, dict[tuple[str, str], list[CaseSummary]]] = {}
     for case in cases:
-        grouped.setdefault(case.workload, []).append(case)
-    return [(w, sorted(grouped[w], key=lambda c: (style_rank(c.style), c.driver, c.case)))
-            for w in sorted(grouped, key=lambda w: (workload_rank(w), w))]
-
-
-def _columns(panels: list[tuple[str, list[CaseSummary]]]) -> list[list[tuple[str, list[CaseSummary]]]]:
-    """Two columns of panels, balanced by row count, each keeping the workloads' order."""
-    total = sum(len(rows) + 2 for _, rows in panels)
-    left, count = [], 0
-    for panel in panels:
-        if count and count + len(panel[1]) / 2 > total / 2:
-            break
-        left.append(panel)
-        count += len(panel[1]) + 2
-    return [left, panels[len(left):]] if panels[len(left):] else [left]
-
-
-def _per_case(path: Path, cases: list[CaseSummary], measure: Callable[[CaseSummary], Interval | None],
-              marker: Callable[[CaseSummary], float | None], marker_label: str, marker_style: dict[str, Any],
-              xlabel: str, title: str) -> Path | None:
-    """Small multiples: per workload, a bar per case (with its interval) and one marker per case."""
-    if not any(measure(c) for c in cases):
-        return None
-    columns = _columns(_panels(cases))
-    height = max(3.5, max(sum(len(rows) + 2 for _, rows in col) for col in columns) * ROW_INCHES + 1.2)
-    fig = plt.figure(figsize=(13 if len(columns) > 1 else 8, height), layout="constrained")
-    # squeeze=False: a row of subfigures whatever its length (its type is then an array, not a union).
-    subfigs: list[Figure | SubFigure] = list(fig.subfigures(1, len(columns), squeeze=False)[0]) if len(columns) > 1 else [fig]
-    values: list[float] = []
-    for case in cases:
-        if found := measure(case):
-            values += [found.low, found.high] if found.bounded else [found.center]
-        if expected := marker(case):
-            values.append(expected)
-    low, high = min(values) / 1.6, max(values) * 3
-    for sub, column in zip(subfigs, columns, strict=True):
-        axes = sub.subplots(len(column), 1, gridspec_kw={"height_ratios": [len(rows) + 1 for _, rows in column]})
-        for ax, (workload, rows) in zip(axes if len(column) > 1 else [axes], column, strict=True):
-            _panel(ax, workload, rows, measure, marker, marker_style, (low, high))
-        (axes[-1] if len(column) > 1 else axes).set_xlabel(xlabel)
-    handles = _style_legend({c.style for c in cases}) + [Line2D([], [], linestyle="none", label=marker_label, **marker_style)]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
-
-
-def _panel(ax: Axes, workload: str, rows: list[CaseSummary], measure: Callable[[CaseSummary], Interval | None],
-           marker: Callable[[CaseSummary], float | None], marker_style: dict[str, Any], limits: tuple[float, float]) -> None:
-    for y, case in enumerate(rows):
-        found = measure(case)
-        if found:
-            error = [[found.center - found.low], [found.high - found.center]] if found.bounded else None
-            ax.barh(y, found.center, color=color(case.style), height=0.7, xerr=error, error_kw={"elinewidth": 0.8, "capsize": 2})
-            ax.text(found.high if found.bounded else found.center, y, "  " + _fmt(found.center), va="center", fontsize=7)
-        else:
-            ax.text(limits[0], y, "  no result" + (" (error)" if case.errors else ""), va="center", fontsize=7, color="#b00000")
-        if (expected := marker(case)) is not None:
-            ax.plot(expected, y, linestyle="none", zorder=3, **marker_style)
-    ax.set_xscale("log")
-    ax.set_xlim(*limits)
-    ax.set_yticks(range(len(rows)), [_label(c) for c in rows], fontsize=7.5)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.grid(axis="x", which="major", alpha=0.35)
-    ax.set_title(workload, fontsize=9, loc="left", style="italic")
+        file = case.case.split("[", 1)[1].rstrip("]").removesuffix(".bin") if "[" in case.case else ""
+        grouped.setdefault(case.workload, {}).setdefault((case.style, file), []).append(case)
+    panels = []
+    for workload in sorted(grouped, key=lambda w: (workload_rank(w), w)):
+        rows = []
+        for (style, file), members in sorted(grouped[workload].items(), key=lambda item: (style_rank(item[0][0]), item[0][1])):
+            pings = sorted(p.center for c in members if (p := c.ping_p50))
+            if not pings:
+                continue
+            w = median([u for c in members if (u := c.uncontended_ms)])
+            rows.append(PingRow(style + (f" [{file}]" if file else ""), style, float(median(pings) or pings[0]), pings[0],
+                                pings[-1], len(pings), w))
+        if rows:
+            panels.append((workload, rows))
+    return panels
 
 
 def plot_ping(path: Path, records: list[Record]) -> Path | None:
-    return _per_case(path, main_cases(records), lambda s: s.ping_p50, lambda s: s.uncontended_ms, "W: one request alone",
-                     {"marker": "|", "markersize": 10, "markeredgewidth": 1.6, "color": "#333333"},
-                     "/ping median latency during the case, ms (log scale)",
-                     "Does the case freeze the event loop? /ping median while it runs (long bar = frozen loop)")
+    """/ping's median while each case ran, one bar per route style of each workload (the median over its drivers,
+    whiskers from the lowest to the highest driver), and W, one request alone: does the style freeze the loop?"""
+    panels = _ping_rows(main_cases(records))
+    if not panels:
+        return None
+    half = (sum(len(rows) + 2 for _, rows in panels) + 1) // 2
+    columns: list[list[tuple[str, list[PingRow]]]] = [[], []]
+    count = 0
+    for panel in panels:
+        columns[0 if count < half else 1].append(panel)
+        count += len(panel[1]) + 2
+    columns = [column for column in columns if column]
+    height = max(3.0, max(sum(len(rows) + 1.6 for _, rows in column) for column in columns) * 0.25 + 1.3)
+    fig = plt.figure(figsize=(12 if len(columns) > 1 else 7, height), layout="constrained")
+    subfigs: list[Figure | SubFigure] = list(fig.subfigures(1, len(columns), squeeze=False)[0]) if len(columns) > 1 else [fig]
+    values = [v for _, rows in panels for row in rows for v in (row.low, row.high, row.uncontended_ms) if v]
+    limits = (min(values) / 1.6, max(values) * 3)
+    for sub, column in zip(subfigs, columns, strict=True):
+        axes = sub.subplots(len(column), 1, squeeze=False, gridspec_kw={"height_ratios": [len(rows) + 0.6 for _, rows in column]})
+        for ax, (workload, rows) in zip(axes[:, 0], column, strict=True):
+            for y, row in enumerate(rows):
+                ax.barh(y, row.median, color=color(row.style), height=0.7)
+                if row.drivers > 1:
+                    ax.plot([row.low, row.high], [y, y], color="#222222", linewidth=1)
+                ax.text(row.high, y, f"  {_fmt(row.median)}" + (f" ({row.drivers} drivers)" if row.drivers > 1 else ""),
+                        va="center", fontsize=7)
+                if row.uncontended_ms:
+                    ax.plot(row.uncontended_ms, y, linestyle="none", marker="|", markersize=10, markeredgewidth=1.6,
+                            color="#333333")
+            ax.set_xscale("log")
+            ax.set_xlim(*limits)
+            ax.set_yticks(range(len(rows)), [row.label for row in rows], fontsize=8)
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            ax.grid(axis="x", which="major", alpha=0.35)
+            ax.set_title(workload, fontsize=9, loc="left", style="italic")
+        axes[-1, 0].set_xlabel("/ping median while the case ran, ms (log scale)")
+    handles = _style_legend({row.style for _, rows in panels for row in rows}) + [
+        Line2D([], [], linestyle="none", marker="|", markersize=10, markeredgewidth=1.6, color="#333333",
+               label="W: the route's own request alone"),
+        Line2D([], [], color="#222222", linewidth=1, label="lowest to highest driver")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("Does the route style freeze the event loop? /ping's median while it runs (long bar: frozen loop)",
+                 fontsize=11)
+    return _save(fig, path)
 
 
 def _knees(run: dict[str, Any], cases: list[CaseSummary]) -> list[tuple[int, str]]:

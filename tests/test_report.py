@@ -94,7 +94,6 @@ def test_findings_show_intervals_thresholds_their_source_and_pairing(report: str
     assert "| >= 1.58 (model, profile's shape) |" in f2 and "| side by side |" in f2
     assert "sqrt(2.5) = 1.58" in report  # where the threshold comes from
     assert "| >= 1.5 (the claim's own) |" in row(report, "N1-lookup")
-    assert "(model, calibration)" in row(report, "F4-file")
 
 
 def test_a_verdict_taken_at_the_bonferroni_level_shows_that_interval_beside_the_95_one(tmp_path: Path) -> None:

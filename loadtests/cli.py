@@ -43,6 +43,7 @@ from loadtests.results import RESULTS, Record, RunFolder, default_run_dir, read_
 from loadtests.runner import Harness, finding_jobs, server_settings
 from loadtests.stability import series
 from loadtests.stats import Looks
+from loadtests.steady import MIN_COMPLETIONS
 
 console = Console()
 cli = typer.Typer(add_completion=False, rich_markup_mode="rich")
@@ -376,6 +377,9 @@ def main_command(
         profile = dataclasses.replace(profile, repeat=rounds, max_repeat=max(rounds, max_repeat or rounds))
     if profile.fixed_requests and profile.concurrency > (requests or profile.fixed_requests):
         raise fail(f"--requests ({requests}) must be at least --concurrency ({profile.concurrency}): ab needs n >= c")
+    if not profile.fixed_requests and requests is not None and requests < MIN_COMPLETIONS:
+        raise fail(f"--requests ({requests}) must be at least {MIN_COMPLETIONS}: a steady window needs that many "
+                   "completions for a rate")
     levels = _levels(sweep_levels) or profile.sweep_levels
 
     workloads = _check_names("workload", workload, {w.name for w in WORKLOADS})

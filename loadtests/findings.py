@@ -120,6 +120,7 @@ FINDINGS: tuple[Finding, ...] = (
             "the article's rule applied to files",
             "Reading 8 MiB with open() inside async def holds the loop, so /ping waits behind every read. Judged at a "
             "load the server can carry (8 clients): collateral latency is a question about a server with headroom.",
+            threshold=2.0, threshold_reason="'stall everyone': /ping at least twice as slow as beside aiofiles",
             concurrency=8),
     # Claims that may not carry over to real drivers: measured and reported, never required.
     Finding("N1-lookup", "Async is faster for fast point lookups", "lookup/async/asyncpg", "lookup/sync/psycopg2", "rps", ">=",
@@ -215,14 +216,19 @@ def bar(finding: Finding, declared: Declared | None, concurrency: int, loop_queu
 
     ``loop_queue`` is the loop-queue ratio from the calibration (``loop_queue_ratio``), which /ping findings need.
     """
-    if finding.threshold is not None:
-        return Bar(finding.threshold, None, finding.threshold_reason)
     if finding.metric == "ping_p50_ms":
+        # Whether the claim can show here is the model's to say (from the calibration), for a claimed bar too.
         if loop_queue is None:
             return Bar(None, None, "the calibration measured no /ping latency or no prediction for the blocking route",
                        "calibration")
-        return _from_model(finding, loop_queue, f"with the event loop as the blocking route's bottleneck at c = {concurrency}, "
-                           "from the calibration,", "calibration")
+        where = f"with the event loop as the blocking route's bottleneck at c = {concurrency}, from the calibration,"
+        modelled = _from_model(finding, loop_queue, where, "calibration")
+        if finding.threshold is None or modelled.threshold is None:
+            return modelled
+        return Bar(finding.threshold, loop_queue, f"{finding.threshold_reason} ({where} Little's law predicts "
+                   f"{loop_queue:.3g}: the setup can show the claim)")
+    if finding.threshold is not None:
+        return Bar(finding.threshold, None, finding.threshold_reason)
     num, den = scenario_of(finding.numerator), scenario_of(finding.denominator)
     if declared is None or num is None or den is None:
         return Bar(None, None, "the run does not record the profile's declared shape, so no threshold can be derived",

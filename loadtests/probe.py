@@ -94,6 +94,7 @@ class PingProbe:
 
         with PingProbe("http://127.0.0.1:8000") as probe:
             ...  # the load
+            probe.window(start, end)["p50_ms"]  # the probes scheduled in [start, end], once all have answered
         probe.summary()["p50_ms"]
 
     Leaving the block stops the schedule and waits up to ``drain_timeout`` for probes still in
@@ -108,12 +109,16 @@ class PingProbe:
         self.drain_timeout = drain_timeout
         #: (scheduled send time on time.monotonic(), latency in ms) of every answered probe.
         self.answered: list[tuple[float, float]] = []
+        #: Scheduled send times of the probes that failed, and of those still waiting for an answer.
+        self.failed: list[float] = []
+        self._in_flight: set[float] = set()
         self.errors = 0
         self.max_send_lag_ms: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="ping-probe", daemon=True)
 
     async def _one(self, client: httpx.AsyncClient, scheduled: float) -> None:
+        self._in_flight.add(scheduled)
         try:
             ok = (await client.get(self.url)).status_code == 200
         except httpx.HTTPError:
@@ -121,7 +126,9 @@ class PingProbe:
         if ok:
             self.answered.append((scheduled, (time.monotonic() - scheduled) * 1000))
         else:
+            self.failed.append(scheduled)
             self.errors += 1
+        self._in_flight.discard(scheduled)
 
     async def _run(self) -> None:
         # A connection per probe, like ab without -k; no pool limit, so a stall queues probes at the server, not here.
@@ -150,11 +157,20 @@ class PingProbe:
     def latencies_ms(self) -> list[float]:
         return [latency for _, latency in self.answered]
 
-    def summary(self, start: float | None = None, end: float | None = None) -> PingSummary:
-        """Probes scheduled within [start, end] (time.monotonic(); default: all of them)."""
-        chosen = [latency for at, latency in self.answered
-                  if (start is None or at >= start) and (end is None or at <= end)]
-        return summarise(chosen, self.errors, self.interval, self.max_send_lag_ms)
+    def summary(self) -> PingSummary:
+        return summarise(self.latencies_ms, self.errors, self.interval, self.max_send_lag_ms)
+
+    def window(self, start: float, end: float) -> PingSummary:
+        """The probes scheduled within [start, end] (time.monotonic()), once every one of them has answered.
+
+        The probe keeps running; a stalled server answers late, so this waits (up to the probe's timeout)
+        for the window's last probes rather than leave out the ones a stall held."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline and any(start <= at <= end for at in list(self._in_flight)):
+            time.sleep(0.005)
+        chosen = [latency for at, latency in list(self.answered) if start <= at <= end]
+        errors = sum(1 for at in list(self.failed) if start <= at <= end)
+        return summarise(chosen, errors, self.interval, self.max_send_lag_ms)
 
     def __enter__(self) -> PingProbe:
         self._thread.start()

@@ -45,7 +45,7 @@ from loadtests.errors import HarnessError
 from loadtests.findings import Finding, Verdict, evaluate_all
 from loadtests.model import Prediction, ServerShape, efficiency, predict
 from loadtests.plan import Block, Job, Pair, sequence
-from loadtests.probe import measure_uncontended
+from loadtests.probe import PingProbe, measure_uncontended
 from loadtests.profiles import Profile
 from loadtests.results import Record, RunFolder, ping_count, successful_rps
 from loadtests.sample import CompletionSource, Sample, Window, steady_sample, whole_run
@@ -58,7 +58,7 @@ UNCONTENDED_S = 0.1
 #: The calibration's own ab window at one client: the CPU each request costs, on nanosecond clocks.
 CALIBRATION_WINDOW_S, CALIBRATION_COMPLETIONS = 0.2, 5
 #: A case's first sample on a new server warms up this much longer: its pools open then.
-FIRST_WARM_S = 0.35
+FIRST_WARM_S = 0.25
 #: Seconds to start a server and open its pools, for the ETA.
 SERVER_START_S = 1.5
 #: /ping probes a sample's window lasts for at least (findings need MIN_PING_SAMPLES of them).
@@ -88,6 +88,8 @@ class Served:
     log: CompletionSource | None = None
     #: /ping's own latency with one client, calibrated once per server (the /ping findings' model needs it).
     ping_ms: float | None = None
+    #: The open-loop /ping probe, running through the block's rounds.
+    probe: PingProbe | None = None
 
     @property
     def alive(self) -> bool:
@@ -394,7 +396,7 @@ class Harness:
                estimate: Estimates) -> None:
         first = (block.sequence or sweeps)[0]
         progress.update(task, description=escape(f"block {block.name}: starting its server"))
-        with self.serve(first) as served:
+        with self.serve(first) as served, ExitStack() as stack:
             progress.advance(task, SERVER_START_S)
             try:
                 served.ping_ms = measure_uncontended(f"{served.url}/ping", keepalive=self.keepalive,
@@ -406,6 +408,8 @@ class Harness:
                 progress.update(task, description=escape(f"{block.name}: calibrating {job.case.key}"))
                 self._calibrate(block.name, job, served)
                 progress.advance(task, estimate.calibration(job))
+            # /ping on its fixed schedule from here to the end of the block; each sample keeps its window's probes.
+            served.probe = stack.enter_context(PingProbe(served.url, self.profile.ping_interval))
             for number in rounds:
                 for position, job in enumerate(block.round(number)):
                     progress.update(task, description=escape(f"{block.name} r{number + 1} {job.label}"))
@@ -447,7 +451,7 @@ class Harness:
                 window = Window(max(0.05, 2 * single.latency_s), CALIBRATION_WINDOW_S, CALIBRATION_COMPLETIONS,
                                 max(2.0, 10 * single.latency_s), max(0.02, single.latency_s))
                 try:
-                    one = steady_sample(url, served.url, 1, window, log=served.log, meter=meter,
+                    one = steady_sample(url, 1, window, log=served.log, meter=meter,
                                         expected_rps=1 / max(single.latency_s, 1e-4), keepalive=self.keepalive)
                     cpu, rps = one.cpu, one.rps
                 except AbError:
@@ -515,8 +519,8 @@ class Harness:
         if self.profile.fixed_requests:
             requests = max(self.requests or self.profile.fixed_requests, job.concurrency)
             expected_s = requests / max(predicted_rps, 1e-3)
-            return whole_run(url, served.url, requests, job.concurrency, meter=meter, keepalive=self.keepalive,
-                             ping_interval=self.profile.ping_interval, timeout_s=max(30.0, 2 * job.concurrency / max(predicted_rps, 1e-3)),
+            return whole_run(url, requests, job.concurrency, meter=meter, keepalive=self.keepalive,
+                             probe=served.probe, timeout_s=max(30.0, 2 * job.concurrency / max(predicted_rps, 1e-3)),
                              time_limit_s=max(60.0, 4 * expected_s + 60))
         earlier = median([r for rec in self.records if rec["case"] == job.case.key
                           and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
@@ -531,9 +535,8 @@ class Harness:
             window = Window(window.warm_s + FIRST_WARM_S, window.seconds, window.completions, window.max_seconds)
         # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
         timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / max(expected, 1e-3)))
-        return steady_sample(url, served.url, job.concurrency, window, log=served.log, meter=meter,
-                             expected_rps=expected, keepalive=self.keepalive, ping_interval=self.profile.ping_interval,
-                             timeout_s=timeout_s)
+        return steady_sample(url, job.concurrency, window, log=served.log, meter=meter,
+                             expected_rps=expected, keepalive=self.keepalive, probe=served.probe, timeout_s=timeout_s)
 
 
 def summary_line(record: Record) -> str:

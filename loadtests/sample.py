@@ -27,12 +27,14 @@ from loadtests.steady import Steady, gnuplot_window, parse_gnuplot, window_rate
 from loadtests.work import CpuMeter, CpuPerRequest
 
 #: The warm-up lasts at least this long, and at least ``WARM_LATENCIES`` uncontended latencies W.
-WARM_MIN_S = 0.15
+WARM_MIN_S = 0.1
 WARM_LATENCIES = 3
 #: How often the harness looks at the completion log while a window runs.
 POLL_S = 0.01
-#: After ab stops, the service has drained its requests once no completion came for this long (or 3 W).
-QUIET_MIN_S = 0.05
+#: After ab stops, the service has drained its requests once no completion came for this long, or for
+#: ``QUIET_LATENCIES`` W (a blocked event loop completes one request per W, slower on a busy machine).
+QUIET_MIN_S = 0.03
+QUIET_LATENCIES = 3
 #: Draining gives up after this long: a service that keeps answering is not draining.
 DRAIN_MAX_S = 30.0
 #: Windows counted from ab's -g file need whole seconds inside them: at least this long.
@@ -72,7 +74,7 @@ class Window:
     @classmethod
     def for_case(cls, latency_s: float, seconds: float, completions: int, max_seconds: float = 10.0) -> Window:
         return cls(max(WARM_MIN_S, WARM_LATENCIES * latency_s), seconds, completions, max_seconds,
-                   max(QUIET_MIN_S, WARM_LATENCIES * latency_s))
+                   max(QUIET_MIN_S, QUIET_LATENCIES * latency_s))
 
 
 @dataclass(frozen=True)
@@ -106,36 +108,31 @@ def _requests_cap(concurrency: int, expected_rps: float, window: Window) -> int:
     return int(min(1_000_000, max(1_000, 4 * concurrency, planned)))
 
 
-def steady_sample(url: str, base_url: str, concurrency: int, window: Window, *, log: CompletionSource | None,
-                  meter: CpuMeter, expected_rps: float, keepalive: bool = False, ping_interval: float | None = None,
+def steady_sample(url: str, concurrency: int, window: Window, *, log: CompletionSource | None,
+                  meter: CpuMeter, expected_rps: float, keepalive: bool = False, probe: PingProbe | None = None,
                   timeout_s: float = 30.0) -> Sample:
-    """ab against ``url`` at ``concurrency`` clients, counted in a steady window (see the module docstring)."""
+    """ab against ``url`` at ``concurrency`` clients, counted in a steady window (see the module docstring).
+
+    ``probe`` is a /ping probe already running on the service: the sample keeps the probes scheduled in its window."""
     if log is None:
         window = Window(window.warm_s, max(window.seconds, GNUPLOT_WINDOW_S), window.completions,
-                        max(window.max_seconds, GNUPLOT_WINDOW_S))
-    probe = PingProbe(base_url, ping_interval) if ping_interval else None
+                        max(window.max_seconds, GNUPLOT_WINDOW_S), window.quiet_s)
     with AbRun(url, _requests_cap(concurrency, expected_rps, window), concurrency, keepalive=keepalive,
                timeout_s=timeout_s, gnuplot=log is None) as load:
-        if probe is not None:
-            probe.__enter__()
-        try:
-            time.sleep(window.warm_s)
-            opened, cpu_before = time.monotonic_ns(), meter.read(load.pid)
-            mark = log.snapshot() if log is not None else None
-            while not load.finished:
-                elapsed = (time.monotonic_ns() - opened) / 1e9
-                if elapsed >= window.max_seconds:
-                    break
-                done = log.snapshot().ok - mark.ok if log is not None and mark is not None else math.inf
-                if elapsed >= window.seconds and done >= window.completions:
-                    break
-                time.sleep(POLL_S)
-            closed, cpu_after = time.monotonic_ns(), meter.read(load.pid)
-            end_mark = log.snapshot() if log is not None else None
-            result = load.stop()
-        finally:
-            if probe is not None:
-                probe.__exit__(None, None, None)
+        time.sleep(window.warm_s)
+        opened, cpu_before = time.monotonic_ns(), meter.read(load.pid)
+        mark = log.snapshot() if log is not None else None
+        while not load.finished:
+            elapsed = (time.monotonic_ns() - opened) / 1e9
+            if elapsed >= window.max_seconds:
+                break
+            done = log.snapshot().ok - mark.ok if log is not None and mark is not None else math.inf
+            if elapsed >= window.seconds and done >= window.completions:
+                break
+            time.sleep(POLL_S)
+        closed, cpu_after = time.monotonic_ns(), meter.read(load.pid)
+        end_mark = log.snapshot() if log is not None else None
+        result = load.stop()
         # ab dropped its requests in flight, but the service still serves them (a blocked loop, a full
         # threadpool): the next sample must not find them in its way.
         drain(log, window.quiet_s, concurrency * window.quiet_s)
@@ -151,7 +148,7 @@ def steady_sample(url: str, base_url: str, concurrency: int, window: Window, *, 
     counted = steady.rps * seconds if steady else 0
     cpu = CpuMeter.per_request(cpu_before, cpu_after, round(counted)) if counted >= 1 else None
     busy = cpu_after.service - cpu_before.service if cpu_after.service is not None and cpu_before.service is not None else None
-    ping = probe.summary(opened / 1e9, closed / 1e9) if probe is not None else None
+    ping = probe.window(opened / 1e9, closed / 1e9) if probe is not None else None
     return Sample(result, steady, cpu, ping, window.warm_s, seconds, wall_s, other,
                   busy / seconds if busy is not None and seconds > 0 else None)
 
@@ -179,24 +176,18 @@ def drain(log: CompletionSource | None, quiet_s: float, expected_s: float) -> No
             return
 
 
-def whole_run(url: str, base_url: str, requests: int, concurrency: int, *, meter: CpuMeter, keepalive: bool = False,
-              ping_interval: float | None = None, timeout_s: float = 30.0, time_limit_s: float | None = None) -> Sample:
+def whole_run(url: str, requests: int, concurrency: int, *, meter: CpuMeter, keepalive: bool = False,
+              probe: PingProbe | None = None, timeout_s: float = 30.0, time_limit_s: float | None = None) -> Sample:
     """The article's method: ``ab -n requests -c concurrency`` start to end; its rate includes the start-up."""
     before = meter.read()
     started = time.monotonic()
-    probe = PingProbe(base_url, ping_interval) if ping_interval else None
-    if probe is not None:
-        probe.__enter__()
-    try:
-        result = run_ab(url, requests, concurrency, keepalive=keepalive, timeout_s=timeout_s, time_limit_s=time_limit_s)
-    finally:
-        if probe is not None:
-            probe.__exit__(None, None, None)
+    result = run_ab(url, requests, concurrency, keepalive=keepalive, timeout_s=timeout_s, time_limit_s=time_limit_s)
     wall_s = time.monotonic() - started
     after = meter.read()
     cpu = CpuMeter.per_request(before, after, result.successful)
     busy = after.service - before.service if after.service is not None and before.service is not None else None
-    return Sample(result, None, cpu, probe.summary() if probe is not None else None, 0.0, wall_s, wall_s, None,
+    return Sample(result, None, cpu, probe.window(started, started + wall_s) if probe is not None else None, 0.0, wall_s,
+                  wall_s, None,
                   busy / wall_s if busy is not None and wall_s > 0 else None)
 
 

@@ -39,7 +39,7 @@ def size_pairs(harness: Harness, job: Job, n: int, factor: int = 4, pairs: int =
 
         def one(completions: int) -> tuple[float | None, int]:
             window = Window.for_case(calibration.latency_s, 0.0, completions, 120.0)
-            sample = steady_sample(url, served.url, job.concurrency, window, log=served.log, meter=meter,
+            sample = steady_sample(url, job.concurrency, window, log=served.log, meter=meter,
                                    expected_rps=calibration.rps or 100.0, keepalive=harness.keepalive)
             return sample.rps, sample.steady.completions if sample.steady else 0
 

@@ -131,10 +131,12 @@ def assert_partial(run: Run, code: int, status: str) -> tuple[dict[str, Any], li
     assert code in ((EXIT_SIGINT, EXIT_SIGTERM) if status == "interrupted" else (EXIT_ENVIRONMENT,)), run.output
     meta, records = read_run(run.out)
     assert meta["status"] == status, meta
-    assert meta["planned"] == len(SCENARIOS)
+    # One round of the block's sequence: the reference (wait/sync/time) beside each of the other two.
+    assert meta["planned"] == sum(len(block["sequence"]) for block in meta["blocks"]) == 4
     assert 1 <= len(records) < meta["planned"], [r["case"] for r in records]
     first = records[0]
-    assert first["case"] == SCENARIOS[0] and first["error"] is None and first["ab"] is not None and first["ab"]["complete"] == first["requests"]
+    assert first["case"] == SCENARIOS[0] and first["error"] is None and first["ab"] is not None
+    assert first["steady"] is not None and first["steady"]["completions"] == first["requests"] <= first["ab"]["complete"]
     report = (run.out / "report.md").read_text()
     assert f"partial run: {len(records)} of {meta['planned']} planned measurements (status: {status})" in report
     assert SCENARIOS[0] in report, "the measured case is in the report"
@@ -269,7 +271,9 @@ BAD_INPUT: dict[str, tuple[list[str], *tuple[str, ...]]] = {
     "unknown profile": (["--profile", "fast"], "unknown profile 'fast'", "quick"),
     "concurrency 0": (["-c", "0"], "--concurrency must be >= 1, got 0"),
     "negative concurrency": (["--concurrency", "-4"], "--concurrency must be >= 1, got -4"),
-    "requests < concurrency": (["-n", "3", "-c", "8"], "--requests (3) must be at least --concurrency (8)"),
+    "requests < concurrency": (["--profile", "article", "-n", "3", "-c", "8"],
+                               "--requests (3) must be at least --concurrency (8)"),
+    "too small a window": (["-n", "3"], "--requests (3) must be at least 5: a steady window needs"),
     "negative seconds": (["--seconds", "-1"], "--seconds must be between 0 and 60"),
     "garbage sweep levels": (["--sweep", "--sweep-levels", "1,lots"], "--sweep-levels takes comma-separated integers"),
     "zero sweep level": (["--sweep", "--sweep-levels", "0,8"], "--sweep-levels must be integers >= 1"),
@@ -329,7 +333,7 @@ def test_a_log_tail_that_looks_like_markup_still_gets_its_report(
     assert "ERROR [/srv/app] [bold]boom" in result.output
     meta, records = read_run(out)
     assert (meta["status"], meta["error"], records) == ("failed", error, [])
-    assert "partial run: 0 of 3 planned measurements (status: failed)" in (out / "report.md").read_text()
+    assert "partial run: 0 of 4 planned measurements (status: failed)" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("how", ["IOBENCH_AB names nothing", "no ab on PATH"])

@@ -15,8 +15,11 @@ it (uvicorn ``--factory --workers N`` calls it in each worker); little-endian::
     offset 8    u64       capacity: the number of slots
     offset 16   u64       ok: 2xx completions so far
     offset 24   u64       other: every other completion (4xx, 5xx, a response cut short)
-    offset 32   capacity x u64 slots: the k-th 2xx completion (from 0) in slot k % capacity,
-                as CLOCK_MONOTONIC nanoseconds
+    offset 32   capacity x 16-byte slots: the k-th 2xx completion (from 0) in slot k % capacity,
+                as u64 CLOCK_MONOTONIC nanoseconds and the u64 ``route_key`` of its path
+
+The route key lets a harness count one route's completions in a window, whatever else the
+service was still finishing (what a stopped ab left in flight on another route).
 
 A completion's time is read just after the server took its last body bytes (uvicorn's transport
 write), so a client may hold the response a moment before the count moves (microseconds; longer
@@ -41,6 +44,7 @@ import mmap
 import os
 import struct
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,11 +52,12 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MAGIC = b"IOBCMP01"
+MAGIC = b"IOBCMP02"
 HEADER = struct.Struct("<8sQQQ")  # magic, capacity, ok, other
-SLOT = struct.Struct("<Q")
+SLOT = struct.Struct("<QQ")  # monotonic ns, route key
+COUNT = struct.Struct("<Q")
 _OK_AT, _OTHER_AT = 16, 24
-#: 1 MiB of slots: seconds of load at thousands of requests a second, between two reads.
+#: 2 MiB of slots: seconds of load at thousands of requests a second, between two reads.
 DEFAULT_CAPACITY = 131072
 #: Requests that are not load: the readiness and event-loop probe.
 UNRECORDED_PATHS = frozenset({"/ping"})
@@ -60,6 +65,11 @@ UNRECORDED_PATHS = frozenset({"/ping"})
 
 def file_name(pid: int) -> str:
     return f"completions-{pid}.bin"
+
+
+def route_key(path: str) -> int:
+    """The key a completion of ``path`` (the URL path, without its query) is recorded under."""
+    return zlib.crc32(path.encode())
 
 
 FILE_PATTERN = "completions-*.bin"
@@ -96,16 +106,16 @@ class CompletionWriter:
         HEADER.pack_into(self._map, 0, MAGIC, capacity, 0, 0)
         os.replace(building, self.path)
 
-    def ok(self, monotonic_ns: int) -> None:
-        """Record a 2xx completion: its slot first, then the count that publishes it."""
+    def ok(self, monotonic_ns: int, route: int = 0) -> None:
+        """Record a 2xx completion of route ``route``: its slot first, then the count that publishes it."""
         k = self._ok
-        SLOT.pack_into(self._map, HEADER.size + (k % self.capacity) * SLOT.size, monotonic_ns)
+        SLOT.pack_into(self._map, HEADER.size + (k % self.capacity) * SLOT.size, monotonic_ns, route)
         self._ok = k + 1
-        SLOT.pack_into(self._map, _OK_AT, self._ok)
+        COUNT.pack_into(self._map, _OK_AT, self._ok)
 
     def other(self) -> None:
         self._other += 1
-        SLOT.pack_into(self._map, _OTHER_AT, self._other)
+        COUNT.pack_into(self._map, _OTHER_AT, self._other)
 
 
 class CompletionRecorder:
@@ -134,7 +144,7 @@ class CompletionRecorder:
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False) and status > 0:
                 if 200 <= status < 300:
-                    writer.ok(time.monotonic_ns())
+                    writer.ok(time.monotonic_ns(), route_key(scope["path"]))
                 else:
                     writer.other()
                 status = -1
@@ -191,11 +201,16 @@ class CompletionLog:
             files[path.name] = Counts(ok, other)
         return Mark(files)
 
-    def since(self, mark: Mark) -> list[int]:
-        """Sorted CLOCK_MONOTONIC nanoseconds of every 2xx completion after ``mark``, across every
-        worker file (one that appeared after the mark counts from 0). Raises ``CompletionLogOverflow``
+    def since(self, mark: Mark, path: str | None = None) -> list[int]:
+        """Sorted CLOCK_MONOTONIC nanoseconds of every 2xx completion after ``mark`` (of ``path`` only, if given)."""
+        wanted = None if path is None else route_key(path)
+        return [ns for ns, route in self.entries_since(mark) if wanted is None or route == wanted]
+
+    def entries_since(self, mark: Mark) -> list[tuple[int, int]]:
+        """(CLOCK_MONOTONIC nanoseconds, route key) of every 2xx completion after ``mark``, in time order, across
+        every worker file (one that appeared after the mark counts from 0). Raises ``CompletionLogOverflow``
         if a file saw more than its capacity since the mark."""
-        times: list[int] = []
+        times: list[tuple[int, int]] = []
         for path in self.paths():
             start = mark.files.get(path.name, Counts(0, 0)).ok
             with _mapped(path) as data:
@@ -231,13 +246,14 @@ def _check_room(path: Path, start: int, end: int, capacity: int) -> None:
             f"{path}: {end - start} completions since the mark, more than its {capacity} slots; read more often")
 
 
-def _slots(data: mmap.mmap, start: int, end: int, capacity: int) -> list[int]:
+def _slots(data: mmap.mmap, start: int, end: int, capacity: int) -> list[tuple[int, int]]:
     """The slots of completions start..end-1, in order (at most two runs: the ring may wrap)."""
-    values: list[int] = []
+    values: list[tuple[int, int]] = []
     k = start
     while k < end:
         first = k % capacity
         run = min(end - k, capacity - first)
-        values += struct.unpack_from(f"<{run}Q", data, HEADER.size + first * SLOT.size)
+        flat = struct.unpack_from(f"<{2 * run}Q", data, HEADER.size + first * SLOT.size)
+        values += zip(flat[0::2], flat[1::2], strict=True)
         k += run
     return values

@@ -39,7 +39,7 @@ from loadtests.errors import (
 from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failures, required_unsettled
 from loadtests.plan import Block, Job, blocks, comparisons
 from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
-from loadtests.results import RESULTS, Record, RunFolder, default_run_dir, read_run
+from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
 from loadtests.runner import Harness, finding_jobs, server_settings
 from loadtests.stability import series
 from loadtests.stats import Looks
@@ -206,7 +206,7 @@ def _print_verdicts(verdicts: list[Verdict]) -> None:
 
 def _print_crossovers(run: dict[str, Any], records: list[Record]) -> None:
     """An RTT run's answer, where people look first: the RTT at which each async driver beats its sync twin."""
-    from loadtests.facts import Crossover, rtt_series
+    from loadtests.production import Crossover, rtt_series
 
     series = rtt_series(run, records)
     if series is None or len(series.levels) < 2:
@@ -218,16 +218,23 @@ def _print_crossovers(run: dict[str, Any], records: list[Record]) -> None:
 
 
 def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
+    from loadtests import legacy
     from loadtests.facts import model_fit
+    from loadtests.heldout import TARGET_SHARE, judge
     from loadtests.report import write_report  # matplotlib and Jinja2 load only when a report is written
     from loadtests.summary import main_cases
 
-    run, records = read_run(folder)
+    run, records = legacy.read(folder)  # a folder from before steady windows reads as ab's whole-run figures
     verdicts = evaluate_all(records, run)
-    fit = model_fit(main_cases(records))
+    fit = model_fit(main_cases(records), run)
+    classes = "; ".join(f"{k.kind} {k.hits} of {len(k.judged)}" for k in fit.classes if k.judged)
     misses = ", ".join(row.case.case for row in fit.misses[:8]) + (" ..." if len(fit.misses) > 8 else "")
-    console.print(f"model: {fit.within} of {fit.total} cases within ×/÷ 1.25 of their prediction"
+    console.print(f"model: {classes or 'nothing judged'} within ×/÷ 1.25"
                   + (f"; misses (explained in the report): {escape(misses)}" if fit.misses else ""), highlight=False)
+    held = judge(records, run)
+    if held is not None and held.judged:
+        console.print(f"held-out: {held.hits} of {len(held.judged)} sweep points within ×/÷ 1.25 of the prediction made "
+                      f"before each ({held.share:.0%}; the test asks {TARGET_SHARE:.0%})", highlight=False)
     _print_crossovers(run, records)
     return write_report(folder, compare_with=compare), verdicts
 
@@ -515,8 +522,16 @@ def report_command(
 
 
 def _print_comparison(result: ComparisonResult) -> None:
+    ratios = Table("numerator", "denominator", "why", "old ratio", "new ratio", "change", "status",
+                   title=f"paired ratios, {result.old_label} -> {result.new_label} (tolerance {result.tolerance:.0%})")
+    for ratio in result.ratios:
+        colour = "yellow" if ratio.moved else "default"
+        ratios.add_row(escape(ratio.numerator), escape(ratio.denominator), escape(ratio.why),
+                       _fmt(ratio.old.center if ratio.old else None), _fmt(ratio.new.center if ratio.new else None),
+                       "-" if ratio.change_pct is None else f"{ratio.change_pct:+.0f}%", f"[{colour}]{ratio.status}[/]")
+    console.print(ratios)
     table = Table("case", "old rps", "new rps", "change", "status", "note",
-                  title=f"{result.old_label} -> {result.new_label} (tolerance {result.tolerance:.0%})")
+                  title=f"absolute rates (each run's machine at its time), {result.old_label} -> {result.new_label}")
     order = {"regression": 0, "improvement": 1, "new": 2, "gone": 3, "same": 4}
     for row in sorted(result.rows, key=lambda r: (order[r.status], r.case)):
         colour = {"regression": "red", "improvement": "green"}.get(row.status, "default")
@@ -527,8 +542,9 @@ def _print_comparison(result: ComparisonResult) -> None:
         console.print(f"finding {change.id}: {change.old} -> {change.new}" + (" [red](regression)[/red]" if change.regression else ""))
 
 
-@cli.command("compare", help="Compare two existing run folders: throughput per case (successful responses, "
-             "95% intervals) and finding verdicts. Exits 1 when a case or a finding regressed, else 0.")
+@cli.command("compare", help="Compare two existing run folders on what each measured side by side: the findings' "
+             "and the other paired ratios (95% intervals), and the verdicts; absolute rates are listed as each run's "
+             "state. Exits 1 when a finding went from pass to fail or a case stopped answering, else 0.")
 def compare_command(
     old_dir: Annotated[Path, typer.Argument(help="The earlier run folder.")],
     new_dir: Annotated[Path, typer.Argument(help="The later run folder.")],

@@ -73,6 +73,7 @@ class Record(TypedDict, total=False):
     steady: dict[str, Any] | None  # steady.Steady.to_dict(): the window's rate, completions and length
     warm_s: float | None  # the warm-up discarded before the window
     window_s: float | None  # the window's length
+    foreign_in_window: int | None  # other routes' completions in the window (an earlier sample's leftovers), not counted
     uncontended_ms: float | None  # W: one client, one request at a time (the calibration)
     ping_uncontended_ms: float | None  # /ping's own latency with one client, on the same server (the calibration)
     server_ms: float | None  # S: the server's share of W (its Server-Timing header)

@@ -20,6 +20,7 @@ more rounds of their blocks at each checkpoint, every look judged at the Bonferr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -57,6 +58,8 @@ from loadtests.work import CpuMeter, CpuPerRequest, WirePerRequest, count_work, 
 UNCONTENDED_S = 0.1
 #: The calibration's own ab window at one client: the CPU each request costs, on nanosecond clocks.
 CALIBRATION_WINDOW_S, CALIBRATION_COMPLETIONS = 0.2, 5
+#: How long the service's idle CPU is read, once per server (the calibration takes it out of one client's CPU).
+IDLE_S = 0.3
 #: A case's first sample on a new server warms up this much longer: its pools open then.
 FIRST_WARM_S = 0.25
 #: Seconds to start a server and open its pools, for the ETA.
@@ -90,6 +93,8 @@ class Served:
     ping_ms: float | None = None
     #: The open-loop /ping probe, running through the block's rounds.
     probe: PingProbe | None = None
+    #: The service's own CPU seconds per second with nothing to serve (timers, pool upkeep), for the calibration.
+    idle_cpu: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -403,6 +408,7 @@ class Harness:
                                                      min_seconds=UNCONTENDED_S).latency_s * 1000
             except httpx.HTTPError:
                 served.ping_ms = None
+            served.idle_cpu = self._idle_cpu(served)
             warmed: set[Job] = set()
             for job in dict.fromkeys([*block.jobs, *sweeps]):
                 progress.update(task, description=escape(f"{block.name}: calibrating {job.case.key}"))
@@ -433,6 +439,16 @@ class Harness:
             log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"
             raise ServiceDied(f"the service stopped answering during {job.case.key}; its log ends:\n{log}")
 
+    def _idle_cpu(self, served: Served) -> float | None:
+        """The service's CPU seconds per second while nothing is asked of it."""
+        meter = CpuMeter(served.pid, None)
+        before, started = meter.read(), time.monotonic()
+        time.sleep(IDLE_S)
+        after = meter.read()
+        if before.service is None or after.service is None:
+            return None
+        return max(0.0, (after.service - before.service) / (time.monotonic() - started))
+
     def _calibrate(self, block: str, job: Job, served: Served) -> Calibration:
         """W, S and the loop's CPU (one client, Server-Timing), then the CPU per request at one client."""
         key = (job.setup, job.case.key, job.workers or 0)  # the same case on the same setup: the same demands
@@ -456,6 +472,9 @@ class Harness:
                     cpu, rps = one.cpu, one.rps
                 except AbError:
                     cpu, rps = None, None
+                if cpu is not None and cpu.service_s is not None and served.idle_cpu is not None and rps:
+                    # One client leaves the service idle most of the time; what it burns idle is not the request's.
+                    cpu = dataclasses.replace(cpu, service_s=max(0.0, cpu.service_s - served.idle_cpu / rps))
                 found = Calibration(single.latency_s, single.server_s, single.loop_cpu_s, cpu, rps)
         self.calibrations[key] = found
         return found
@@ -471,7 +490,8 @@ class Harness:
             "threadpool_tokens": shape.threadpool_tokens, "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "method": None, "requests": None, "uncontended_ms": None, "ping_uncontended_ms": None, "server_ms": None,
             "loop_cpu_ms": None,
-            "steady": None, "warm_s": None, "window_s": None, "ab": None, "model": None, "efficiency": None,
+            "steady": None, "warm_s": None, "window_s": None, "foreign_in_window": None, "ab": None, "model": None,
+            "efficiency": None,
             "ping": None, "cpu": None, "calibration_cpu": None, "cpu_utilisation": None, "wire": None,
             "duration_s": None, "error": None,
         }
@@ -497,6 +517,7 @@ class Harness:
             record["steady"] = sample.steady.to_dict() if sample.steady else None
             record["requests"] = sample.steady.completions if sample.steady else sample.ab.requests
             record["warm_s"], record["window_s"] = sample.warm_s, sample.window_s
+            record["foreign_in_window"] = sample.foreign_in_window
             record["ab"] = sample.ab.to_dict()
             record["ping"] = sample.ping
             record["cpu"] = sample.cpu.to_dict() if sample.cpu else None

@@ -20,7 +20,9 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from app.completions import route_key
 from loadtests.ab import AbError, AbResult, AbRun, run_ab
 from loadtests.probe import PingProbe, PingSummary
 from loadtests.steady import Steady, gnuplot_window, parse_gnuplot, window_rate
@@ -56,7 +58,7 @@ class CompletionSource(Protocol):
 
     def snapshot(self) -> Any: ...
 
-    def since(self, mark: Any) -> list[int]: ...
+    def entries_since(self, mark: Any) -> list[tuple[int, int]]: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class Sample:
     wall_s: float
     #: Non-2xx answers the service logged inside the window (None without a completion log).
     other_in_window: int | None
+    #: Successful completions of other routes inside the window (left in flight by an earlier sample), not counted.
+    foreign_in_window: int | None
     #: Service CPU seconds per wall second in the window (the utilisation law: ~1 per worker is saturated).
     utilisation: float | None
 
@@ -99,7 +103,8 @@ class Sample:
 
     def to_dict(self) -> dict[str, Any]:
         return {"steady": self.steady.to_dict() if self.steady else None, "warm_s": self.warm_s,
-                "window_s": self.window_s, "wall_s": self.wall_s, "other_in_window": self.other_in_window}
+                "window_s": self.window_s, "wall_s": self.wall_s, "other_in_window": self.other_in_window,
+                "foreign_in_window": self.foreign_in_window}
 
 
 def _requests_cap(concurrency: int, expected_rps: float, window: Window) -> int:
@@ -138,18 +143,21 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
         drain(log, window.quiet_s, concurrency * window.quiet_s)
         wall_s = (time.monotonic_ns() - load.started_ns) / 1e9
         if log is not None and mark is not None and end_mark is not None:
-            steady = window_rate(log.since(mark), opened, closed)
+            route = route_key(urlsplit(url).path)
+            entries = [(ns, key) for ns, key in log.entries_since(mark) if opened <= ns <= closed]
+            steady = window_rate([ns for ns, key in entries if key == route], opened, closed)
             other = end_mark.other - mark.other
+            foreign: int | None = sum(1 for _, key in entries if key != route)
         else:
             steady = gnuplot_window(parse_gnuplot(load.gnuplot_text()), load.started_epoch + window.warm_s,
                                     load.stopped_epoch)
-            other = None
+            other = foreign = None
     seconds = (closed - opened) / 1e9
     counted = steady.rps * seconds if steady else 0
     cpu = CpuMeter.per_request(cpu_before, cpu_after, round(counted)) if counted >= 1 else None
     busy = cpu_after.service - cpu_before.service if cpu_after.service is not None and cpu_before.service is not None else None
     ping = probe.window(opened / 1e9, closed / 1e9) if probe is not None else None
-    return Sample(result, steady, cpu, ping, window.warm_s, seconds, wall_s, other,
+    return Sample(result, steady, cpu, ping, window.warm_s, seconds, wall_s, other, foreign,
                   busy / seconds if busy is not None and seconds > 0 else None)
 
 
@@ -187,7 +195,7 @@ def whole_run(url: str, requests: int, concurrency: int, *, meter: CpuMeter, kee
     cpu = CpuMeter.per_request(before, after, result.successful)
     busy = after.service - before.service if after.service is not None and before.service is not None else None
     return Sample(result, None, cpu, probe.window(started, started + wall_s) if probe is not None else None, 0.0, wall_s,
-                  wall_s, None,
+                  wall_s, None, None,
                   busy / wall_s if busy is not None and wall_s > 0 else None)
 
 

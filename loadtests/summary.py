@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from loadtests.results import MAX_ERROR_SHARE, Record, error_share, is_main, ping_count, predicted_rps, successful_rps
 from loadtests.stats import Interval, interval, median, outliers
 from loadtests.work import WirePerRequest
@@ -200,9 +202,15 @@ class CaseSummary:
 
     @property
     def outlier_rounds(self) -> list[int]:
-        """Rounds whose throughput sits far from the others' (flagged, never dropped)."""
-        measured = [(r.get("round", 0), rps) for r in self.records if (rps := successful_rps(r))]
-        return [measured[i][0] for i in outliers([rps for _, rps in measured])]
+        """Rounds whose throughput sits far from the others' (flagged, never dropped). A case measured several
+        times in a round (a reference beside each case it is compared with) counts once per round and block."""
+        by_round: dict[tuple[str, int], list[float]] = {}
+        for record in self.records:
+            if rps := successful_rps(record):
+                by_round.setdefault((str(record.get("block") or ""), int(record.get("round", 0))), []).append(rps)
+        keys = sorted(by_round)
+        means = [float(np.exp(np.mean(np.log(by_round[key])))) for key in keys]
+        return sorted({keys[i][1] for i in outliers(means)})
 
     @property
     def sample_seconds(self) -> float | None:

@@ -29,6 +29,7 @@ from app.completions import (
     Counts,
     Mark,
     file_name,
+    route_key,
 )
 from app.main import create_app
 from app.settings import Settings
@@ -39,20 +40,29 @@ from loadtests.server import ServiceProcess
 
 def test_the_file_is_the_documented_layout(tmp_path: Path) -> None:
     writer = CompletionWriter(tmp_path, capacity=4)
-    writer.ok(111)
+    writer.ok(111, route_key("/bench/a"))
     writer.ok(222)
     writer.other()
     data = (tmp_path / file_name(os.getpid())).read_bytes()
     assert writer.path.name == f"completions-{os.getpid()}.bin"
-    assert len(data) == 32 + 4 * 8
+    assert len(data) == 32 + 4 * 16
     assert HEADER.unpack_from(data) == (MAGIC, 4, 2, 1)
-    assert struct.unpack_from("<4Q", data, 32) == (111, 222, 0, 0)
+    assert struct.unpack_from("<8Q", data, 32) == (111, route_key("/bench/a"), 222, 0, 0, 0, 0, 0)
     assert [path.name for path in tmp_path.iterdir()] == [writer.path.name], "no building file left behind"
 
 
-def test_the_default_capacity_is_a_mebibyte_of_slots(tmp_path: Path) -> None:
+def test_the_default_capacity_is_two_mebibytes_of_slots(tmp_path: Path) -> None:
     writer = CompletionWriter(tmp_path)
-    assert DEFAULT_CAPACITY == 131072 and writer.path.stat().st_size == 32 + (1 << 20)
+    assert DEFAULT_CAPACITY == 131072 and writer.path.stat().st_size == 32 + (2 << 20)
+
+
+def test_one_routes_completions_are_told_from_the_others(tmp_path: Path) -> None:
+    writer, log = CompletionWriter(tmp_path, capacity=8), CompletionLog(tmp_path)
+    mark = log.snapshot()
+    for ns, path in ((10, "/bench/a"), (20, "/bench/b"), (30, "/bench/a")):
+        writer.ok(ns, route_key(path))
+    assert log.since(mark, "/bench/a") == [10, 30] and log.since(mark) == [10, 20, 30]
+    assert log.entries_since(mark)[1] == (20, route_key("/bench/b"))
 
 
 def test_round_trip_in_order_since_a_mark(tmp_path: Path) -> None:
@@ -80,10 +90,11 @@ def test_the_slot_is_written_before_the_count_that_publishes_it(tmp_path: Path, 
             super().pack_into(buffer, offset, *values)
 
     writer = CompletionWriter(tmp_path, capacity=16)
-    monkeypatch.setattr(completions, "SLOT", Watched("<Q"))
+    monkeypatch.setattr(completions, "SLOT", Watched("<QQ"))
+    monkeypatch.setattr(completions, "COUNT", Watched("<Q"))
     writer.ok(5)
     writer.ok(6)
-    assert stores == [32, 16, 40, 16], "slot 0, ok; slot 1, ok"
+    assert stores == [32, 16, 48, 16], "slot 0, ok; slot 1, ok"
 
 
 WRITER = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtests.steady import window_rate, gnuplot_window, parse_gnuplot
+from loadtests.steady import gnuplot_window, parse_gnuplot, window_rate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ab"
 

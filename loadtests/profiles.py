@@ -165,6 +165,9 @@ PROFILES: dict[str, Profile] = {
             threadpool_tokens=16,
             pool_max=30,
             scenario_ids=tuple(dict.fromkeys(ARTICLE_FOUR + REQUIRED)),
+            # Three rounds: a gate's effects are many times their noise (a collapse to 1/16 against a bar at 1/4).
+            repeat=3,
+            max_repeat=3,
             sweep_ids=("wait/sync/time", "wait/async/asyncio"),
             sweep_levels=(1, 16, 64),
         ),

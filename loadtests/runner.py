@@ -546,14 +546,18 @@ class Harness:
         earlier = median([r for rec in self.records if rec["case"] == job.case.key
                           and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
         expected = earlier or predicted_rps
-        seconds = sample_seconds(self.profile)
-        if prediction.slots and prediction.slots >= 2:
-            cycle = min(job.concurrency, 2 * prediction.slots) / max(expected, 1e-3)
-            seconds = max(seconds, WINDOW_CYCLES * cycle)
+        seconds, warm = sample_seconds(self.profile), 0.0
+        rate = max(expected, 1e-3)
+        if prediction.bound.startswith("pool"):
+            # Each step queues for a connection again, so a small pool serves the c clients in phases (all first
+            # steps, then all second ones) that repeat every c / X: warm up through one, count two.
+            warm, seconds = job.concurrency / rate, max(seconds, 2 * job.concurrency / rate)
+        elif prediction.slots and prediction.slots >= 2:
+            seconds = max(seconds, WINDOW_CYCLES * min(job.concurrency, 2 * prediction.slots) / rate)
         window = Window.for_case(calibration.latency_s, min(seconds, self.profile.max_window_s),
                                  self.requests or self.profile.window_completions, self.profile.max_window_s)
-        if first:
-            window = Window(window.warm_s + FIRST_WARM_S, window.seconds, window.completions, window.max_seconds)
+        window = dataclasses.replace(window, warm_s=max(window.warm_s, min(warm, self.profile.max_window_s))
+                                     + (FIRST_WARM_S if first else 0.0))
         # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
         timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / max(expected, 1e-3)))
         return steady_sample(url, job.concurrency, window, log=served.log, meter=meter,

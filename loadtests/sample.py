@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from app.completions import route_key
 from loadtests.ab import AbError, AbResult, AbRun, run_ab
 from loadtests.probe import PingProbe, PingSummary
-from loadtests.steady import Steady, gnuplot_window, parse_gnuplot, window_rate
+from loadtests.steady import MIN_COMPLETIONS, Steady, gnuplot_window, parse_gnuplot, window_rate
 from loadtests.work import CpuMeter, CpuPerRequest
 
 #: The warm-up lasts at least this long, and at least ``WARM_LATENCIES`` uncontended latencies W.
@@ -63,9 +63,9 @@ class CompletionSource(Protocol):
 
 @dataclass(frozen=True)
 class Window:
-    """How long a sample lasts: a warm-up discarded by time, then a window of at least ``seconds`` and
-    ``completions`` successful completions (or ``max_seconds``, whichever comes first); after it, the
-    requests still in flight drain until the service has been quiet for ``quiet_s``."""
+    """How long a sample lasts: a warm-up discarded by time, then a window of at least ``seconds``, long
+    enough for ``completions`` successful completions at the expected rate (at most ``max_seconds``); after
+    it, the requests still in flight drain until the service has been quiet for ``quiet_s``."""
 
     warm_s: float
     seconds: float
@@ -127,14 +127,18 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
         time.sleep(window.warm_s)
         opened, cpu_before = time.monotonic_ns(), meter.read(load.pid)
         mark = log.snapshot() if log is not None else None
+        # The window ends at a moment set in advance, never at a completion: a window that closed on its
+        # n-th completion would end on a burst and count it whole. Too few completions double it, again at
+        # a set moment, up to max_seconds.
+        planned = min(max(window.seconds, window.completions / max(expected_rps, 1e-3)), window.max_seconds)
         while not load.finished:
             elapsed = (time.monotonic_ns() - opened) / 1e9
-            if elapsed >= window.max_seconds:
-                break
-            done = log.snapshot().ok - mark.ok if log is not None and mark is not None else math.inf
-            if elapsed >= window.seconds and done >= window.completions:
-                break
-            time.sleep(POLL_S)
+            if elapsed >= planned:
+                done = log.snapshot().ok - mark.ok if log is not None and mark is not None else math.inf
+                if done >= MIN_COMPLETIONS or planned >= window.max_seconds:
+                    break
+                planned = min(2 * planned, window.max_seconds)
+            time.sleep(min(POLL_S, max(0.0, planned - elapsed)))
         closed, cpu_after = time.monotonic_ns(), meter.read(load.pid)
         end_mark = log.snapshot() if log is not None else None
         result = load.stop()

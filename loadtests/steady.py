@@ -12,7 +12,8 @@ stops ab (while every client is still busy, so there is no drain):
   successful response, read by the harness without asking the service. The rate is the slope of
   the completion count against time over the window (``window_rate``): a closed loop of
   deterministic waits completes in bursts (16 threads finishing their sleeps together), and a
-  plain count over a window is off by up to a burst at each end.
+  plain count over a window is off by up to a burst at each end (measured here on
+  ``wait/sync/time``: ±6% over 1.5 s windows for a count, ±0.8% for the slope, same mean).
 - **From ab's ``-g`` file**, for a service whose log the harness cannot read: ab records each
   request's start in whole seconds, so only requests started in the whole seconds inside the
   window count, and the window must hold at least one (samples then last several seconds).
@@ -33,6 +34,8 @@ import numpy as np
 Method = Literal["completion log", "ab -g whole seconds"]
 #: Fewer completions than this in a window give no rate.
 MIN_COMPLETIONS = 5
+#: ``window_rate`` reads the completion count at this many evenly spaced moments of the window.
+GRID_POINTS = 400
 
 
 @dataclass(frozen=True)
@@ -49,19 +52,21 @@ class Steady:
 
 
 def window_rate(timestamps_ns: Sequence[int], start_ns: int, end_ns: int) -> Steady | None:
-    """The completion rate in [start_ns, end_ns]: the least-squares slope of the completion count against time.
+    """The completion rate in [start_ns, end_ns]: the slope of a line fitted to the completion count N(t),
+    read on an even grid of moments across the window.
 
-    Requests that wait on threads or connections finish in bursts, once per client cycle, and a count
-    over a window is off by up to a burst at each end; the slope through the staircase is not (to a
-    burst over the whole window, shared out over its length), and a stall inside the window flattens
-    it as it should. ``WINDOW_CYCLES`` in the runner makes such windows span several cycles. None
-    when fewer than ``MIN_COMPLETIONS`` completions fall in the window, or they share one instant.
+    Requests that wait on threads or connections finish in bursts, and a count over a window is off by
+    up to a burst at each end; a line through the whole staircase is not. Read on an even grid, every
+    moment of the window weighs the same, so completions bunched in one corner of it (a pool handing its
+    one connection round) cannot tilt the line as they would a fit through the completions themselves.
+    None when fewer than ``MIN_COMPLETIONS`` completions fall in the window.
     """
-    times = np.asarray(sorted(t for t in timestamps_ns if start_ns <= t <= end_ns), dtype=np.float64) / 1e9
-    if len(times) < MIN_COMPLETIONS or float(np.ptp(times)) <= 0:
+    times = np.sort(np.asarray([t for t in timestamps_ns if start_ns <= t <= end_ns], dtype=np.float64))
+    if len(times) < MIN_COMPLETIONS or end_ns <= start_ns:
         return None
-    counts = np.arange(len(times), dtype=np.float64)
-    slope = float(np.polyfit(times - times[0], counts, 1)[0])
+    moments = np.linspace(float(start_ns), float(end_ns), GRID_POINTS)
+    counts = np.searchsorted(times, moments, side="right").astype(np.float64)
+    slope = float(np.polyfit((moments - start_ns) / 1e9, counts, 1)[0])
     return Steady(slope, len(times), (end_ns - start_ns) / 1e9, "completion log")
 
 

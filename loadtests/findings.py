@@ -297,10 +297,11 @@ def unusable(record: Record, metric: Metric) -> str | None:
     return None
 
 
-def records_for(finding: Finding, records: Iterable[Record]) -> list[Record]:
-    """The measurements a finding judges, of either of its cases: at its concurrency, or the largest RTT."""
+def records_for(finding: Finding, records: Iterable[Record], *, every_case: bool = False) -> list[Record]:
+    """The measurements a finding judges, of either of its cases (or, ``every_case``, of any case, for a
+    comparison through the reference): at its concurrency, or the largest RTT."""
     cases = (finding.numerator, finding.denominator)
-    mine = [r for r in records if r["case"] in cases and not r.get("sweep")]
+    mine = [r for r in records if (every_case or r["case"] in cases) and not r.get("sweep")]
     if finding.concurrency:
         return [r for r in mine if r.get("concurrency") == finding.concurrency]
     if finding.far:
@@ -355,8 +356,11 @@ def evaluate(finding: Finding, records: list[Record], declared: Declared | None,
     def metric(record: Record) -> float | None:
         return value(record, finding.metric)
 
-    judged = compare(usable, finding.numerator, finding.denominator, metric, confidence)
-    shown = compare(usable, finding.numerator, finding.denominator, metric) if confidence != CONFIDENCE else judged
+    # Two cases that never shared a block compare through the reference beside each: it comes along.
+    context = usable + [r for r in records_for(finding, records, every_case=True)
+                        if r["case"] not in (finding.numerator, finding.denominator) and unusable(r, finding.metric) is None]
+    judged = compare(context, finding.numerator, finding.denominator, metric, confidence)
+    shown = compare(context, finding.numerator, finding.denominator, metric) if confidence != CONFIDENCE else judged
     num_side = interval([v for r in usable if r["case"] == finding.numerator and (v := metric(r)) is not None])
     den_side = interval([v for r in usable if r["case"] == finding.denominator and (v := metric(r)) is not None])
     predicted = loop_queue

@@ -101,7 +101,7 @@ class Pair:
 
 #: Cases no comparison reads (the catalogue's other styles) are measured in this many rounds, not all of them:
 #: their figures stand alone, and the time goes to the rounds of the pairs a reader compares.
-ALONE_ROUNDS = 2
+ALONE_ROUNDS = 1
 
 
 @dataclass

@@ -174,8 +174,10 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="default",
             description="The whole catalogue at 50 ms waits, 40 clients, a threadpool of 16 and pools of 40: "
-            "the article's shape scaled to 2 cores and a shared Postgres. A few minutes.",
+            "the article's shape scaled to 2 cores and a shared Postgres. About nine minutes.",
             seconds=0.05,
+            repeat=3,
+            max_repeat=3,
             concurrency=40,
             threadpool_tokens=16,
             pool_max=40,

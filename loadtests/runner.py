@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from app.catalogue import Style
 from app.settings import Settings
 from db.server_stats import ServerStats
 from loadtests.ab import AbError
@@ -58,10 +59,13 @@ from loadtests.work import CpuMeter, CpuPerRequest, WirePerRequest, count_work, 
 UNCONTENDED_S = 0.1
 #: The calibration's own ab window at one client: the CPU each request costs, on nanosecond clocks.
 CALIBRATION_WINDOW_S, CALIBRATION_COMPLETIONS = 0.2, 5
+#: Windows of the ``threadpool`` style last this long at least (seen here: wait/threadpool/time's rate over
+#: 0.8 s windows ranged 207-288 rps; over 2 s windows of one run, ±1-7%).
+CONVOY_S = 2.0
 #: How long the service's idle CPU is read, once per server (the calibration takes it out of one client's CPU).
 IDLE_S = 0.3
 #: A case's first sample on a new server warms up this much longer: its pools open then.
-FIRST_WARM_S = 0.25
+FIRST_WARM_S = 0.15
 #: Seconds to start a server and open its pools, for the ETA.
 SERVER_START_S = 1.5
 #: /ping probes a sample's window lasts for at least (findings need MIN_PING_SAMPLES of them).
@@ -117,6 +121,12 @@ class Calibration:
     rps: float | None
     status: int = 200
     body: str = ""
+
+    @property
+    def cycle_s(self) -> float:
+        """W as ab sees it: one client's cycle, 1 / its rate (the load comes from ab, not from the Python
+        client that reads Server-Timing, whose own overhead would inflate W for a fast route)."""
+        return 1 / self.rps if self.rps else self.latency_s
 
     def to_dict(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_s * 1000, "server_ms": self.server_s * 1000 if self.server_s else None,
@@ -502,9 +512,9 @@ class Harness:
                 record["error"] = f"answered {calibration.status} to a single client: {calibration.body[:200]}"
                 return record
             # The prediction comes from the calibration alone, made before the sample.
-            prediction = predict(job.case.scenario, job.concurrency, calibration.latency_s, shape,
+            prediction = predict(job.case.scenario, job.concurrency, calibration.cycle_s, shape,
                                  hold_s=calibration.server_s, cpu=calibration.cpu, loop_cpu_s=calibration.loop_cpu_s)
-            record["uncontended_ms"] = calibration.latency_s * 1000
+            record["uncontended_ms"] = calibration.cycle_s * 1000
             record["ping_uncontended_ms"] = served.ping_ms
             record["server_ms"] = calibration.server_s * 1000 if calibration.server_s else None
             record["loop_cpu_ms"] = calibration.loop_cpu_s * 1000 if calibration.loop_cpu_s is not None else None
@@ -554,7 +564,10 @@ class Harness:
             warm, seconds = job.concurrency / rate, max(seconds, 2 * job.concurrency / rate)
         elif prediction.slots and prediction.slots >= 2:
             seconds = max(seconds, WINDOW_CYCLES * min(job.concurrency, 2 * prediction.slots) / rate)
-        window = Window.for_case(calibration.latency_s, min(seconds, self.profile.max_window_s),
+        if job.case.scenario.style is Style.THREADPOOL and not prediction.bound.endswith("CPU"):
+            # A thread, then an await: the two stages fall into convoys whose phase sets the rate for a while.
+            seconds = max(seconds, CONVOY_S)
+        window = Window.for_case(calibration.cycle_s, min(seconds, self.profile.max_window_s),
                                  self.requests or self.profile.window_completions, self.profile.max_window_s)
         window = dataclasses.replace(window, warm_s=max(window.warm_s, min(warm, self.profile.max_window_s))
                                      + (FIRST_WARM_S if first else 0.0))

@@ -52,8 +52,8 @@ EXIT_CODES_HELP = """
 Exit status: 0 every required finding passed; 1 a required finding failed; 2 bad input
 (nothing started); 3 the environment or the service failed (ab, the database, the service
 died: the report keeps what was measured); 4 inconclusive (a required finding stayed
-inconclusive after its extra rounds, or was not measured); 130 Ctrl-C, 143 SIGTERM (the
-partial report is written).
+inconclusive, was not measured, or cannot be tested on this setup: never a pass); 130 Ctrl-C,
+143 SIGTERM (the partial report is written).
 """
 
 
@@ -244,10 +244,14 @@ def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
 Without a command: run the load tests. Starts the service itself (uvicorn, with the
 profile's threadpool and pool sizes) on a database it prepares (DATABASE_URL, else Postgres
 on localhost:5432, else an embedded one), or measures a running one with `--target`.
-Every case is measured in `--repeat` rounds; the findings are judged on 95% intervals over
-the rounds, and an inconclusive required finding gets extra rounds. Writes
-`runs/STAMP-PROFILE/`: results.jsonl (one line per measurement, appended as it finishes),
-run.json, report.md, report.html and PNG plots.
+The cases are measured in blocks, one server each, compared pairs side by side in every
+round (`--list` shows them); each case is calibrated with one client first, and each sample
+counts only a steady window of its ab run (the article profile: ab's whole run, as the
+article did). The findings are judged on 95% intervals over the rounds (`--max-repeat`: more
+rounds for an inconclusive required finding, every look at the Bonferroni level). The
+default profile takes about nine minutes on 2 cores. Writes `runs/STAMP-PROFILE/`:
+results.jsonl (one line per measurement, appended as it finishes), run.json, report.md,
+report.html and PNG plots.
 """ + EXIT_CODES_HELP)
 def main_command(
     ctx: typer.Context,
@@ -255,7 +259,7 @@ def main_command(
         str,
         typer.Option(
             "--profile", "-p",
-            help="quick (about two minutes, a few key cases), default (the whole catalogue, about eight minutes on 2 cores) "
+            help="quick (about three minutes, every case a required finding judges), default (the whole catalogue, about nine minutes on 2 cores) "
             "or article (3 s waits, -n 200 -c 100: hours).",
         ),
     ] = "default",
@@ -294,7 +298,8 @@ def main_command(
     ] = None,
     repeat: Annotated[
         Optional[int],
-        typer.Option("--repeat", "-k", help="Rounds: how many times every case of a block is measured (default: the profile's, 5)."),
+        typer.Option("--repeat", "-k",
+                     help="Rounds: how many times every case of a block is measured (default: the profile's, 3 for quick and default)."),
     ] = None,
     max_repeat: Annotated[
         Optional[int],

@@ -44,7 +44,7 @@ from app.settings import Settings
 from db.server_stats import ServerStats
 from loadtests.ab import AbError
 from loadtests.errors import HarnessError
-from loadtests.findings import Finding, Verdict, evaluate_all
+from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
 from loadtests.model import Prediction, ServerShape, efficiency, predict
 from loadtests.plan import Block, Job, Pair, sequence
 from loadtests.probe import PingProbe, measure_uncontended
@@ -63,7 +63,7 @@ CALIBRATION_WINDOW_S, CALIBRATION_COMPLETIONS = 0.2, 5
 #: 0.8 s windows ranged 207-288 rps; over 2 s windows of one run, ±1-7%).
 CONVOY_S = 2.0
 #: How long the service's idle CPU is read, once per server (the calibration takes it out of one client's CPU).
-IDLE_S = 0.3
+IDLE_S = 0.2
 #: A case's first sample on a new server warms up this much longer: its pools open then.
 FIRST_WARM_S = 0.15
 #: Seconds to start a server and open its pools, for the ETA.
@@ -217,9 +217,11 @@ def fetch_config(url: str) -> dict[str, Any]:
     return config
 
 
-def sample_seconds(profile: Profile) -> float:
-    """How long a window lasts at least: the profile's, and long enough for the /ping probe's samples."""
-    return max(profile.measure_seconds, PROBES_PER_SAMPLE * profile.ping_interval)
+def sample_seconds(profile: Profile, case: str | None = None) -> float:
+    """How long a window lasts at least: the profile's, and for a case a /ping finding judges, long enough
+    for the probe's samples."""
+    pinged = case is None or any(f.metric == "ping_p50_ms" and case in (f.numerator, f.denominator) for f in FINDINGS)
+    return max(profile.measure_seconds, PROBES_PER_SAMPLE * profile.ping_interval if pinged else 0.0)
 
 
 class Estimates:
@@ -556,7 +558,7 @@ class Harness:
         earlier = median([r for rec in self.records if rec["case"] == job.case.key
                           and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
         expected = earlier or predicted_rps
-        seconds, warm = sample_seconds(self.profile), 0.0
+        seconds, warm = sample_seconds(self.profile, job.case.key), 0.0
         rate = max(expected, 1e-3)
         if prediction.bound.startswith("pool"):
             # Each step queues for a connection again, so a small pool serves the c clients in phases (all first

@@ -305,8 +305,8 @@ def main_command(
         Optional[int],
         typer.Option(help="Rounds a required finding may grow to while inconclusive, looking again at 5, 8 and 10 "
                      "rounds; every look is then judged at the Bonferroni level (98.3% for three looks) so the chance "
-                     "of a wrong verdict stays at 5%. Default: the profile's, equal to --repeat (a fixed number of "
-                     "rounds, judged at 95%)."),
+                     "of a wrong verdict stays at 5%. Default: the profile's (5 for quick and default: two more rounds); "
+                     "equal to --repeat means a fixed number of rounds, judged at 95%."),
     ] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", "-S", help="S, each of the two waits of wait/pg_sleep routes, in seconds.")] = None,
     keepalive: Annotated[bool, typer.Option(help="HTTP keep-alive (ab -k). Off by default, as in the article.")] = False,

@@ -566,8 +566,9 @@ class Harness:
             warm, seconds = job.concurrency / rate, max(seconds, 2 * job.concurrency / rate)
         elif prediction.slots and prediction.slots >= 2:
             seconds = max(seconds, WINDOW_CYCLES * min(job.concurrency, 2 * prediction.slots) / rate)
-        if job.case.scenario.style is Style.THREADPOOL and not prediction.bound.endswith("CPU"):
-            # A thread, then an await: the two stages fall into convoys whose phase sets the rate for a while.
+        scenario = job.case.scenario
+        if scenario.style is Style.THREADPOOL and "seconds" in scenario.workload.parameters:
+            # A thread, then an await, of fixed waits: the two stages fall into convoys whose phase sets the rate.
             seconds = max(seconds, CONVOY_S)
         window = Window.for_case(calibration.cycle_s, min(seconds, self.profile.max_window_s),
                                  self.requests or self.profile.window_completions, self.profile.max_window_s)

@@ -614,16 +614,21 @@ def size_check_command(
         settings = settings.model_copy(update={"database_url": database.url})
         prepare(database.url, settings)
         folder = RunFolder(default_run_dir(f"size-check-{profile.name}"))
+        folder.write_run(command=sys.argv, profile=profile.to_dict(), environment=environment(find_ab(), database.source),
+                         started=datetime.now(UTC).isoformat(timespec="seconds"))
         harness = Harness(profile, [], [], folder, console, settings=settings, count_work=False)
         found = size_pairs(harness, Job(case, profile.concurrency), requests, factor, pairs)
     finally:
         database.close()
+    folder.write_run(finished=datetime.now(UTC).isoformat(timespec="seconds"), size_check={
+        "case": case.key, "concurrency": profile.concurrency, "factor": factor, "median_ratio": median_ratio(found),
+        "pairs": [dataclasses.asdict(pair) | {"ratio": pair.ratio} for pair in found]})
     for number, pair in enumerate(found, start=1):
         console.print(f"pair {number}: {pair.short_completions} completions {_fmt(pair.short_rps)} rps, "
                       f"{pair.long_completions} completions {_fmt(pair.long_rps)} rps: ratio {_fmt(pair.ratio)}",
                       highlight=False)
-    console.print(f"{case.key} at c = {profile.concurrency}: median ratio of {factor}n to n {_fmt(median_ratio(found))}",
-                  highlight=False)
+    console.print(f"{case.key} at c = {profile.concurrency}: median ratio of {factor}n to n {_fmt(median_ratio(found))} "
+                  f"({folder.path / 'run.json'})", highlight=False)
 
 
 @cli.command("readme", help="Rewrite README.md's measured sections (between <!-- results:start -->, <!-- stability:start --> "

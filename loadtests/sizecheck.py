@@ -37,13 +37,16 @@ def size_pairs(harness: Harness, job: Job, n: int, factor: int = 4, pairs: int =
         url = served.url + job.case.path()
         meter = CpuMeter(served.pid, harness.stats, served.middle)
 
+        expected = calibration.rps or 100.0
+
         def one(completions: int) -> tuple[float | None, int]:
-            window = Window.for_case(calibration.latency_s, 0.0, completions, 120.0)
+            window = Window.for_case(calibration.cycle_s, 0.0, completions, 120.0)
             sample = steady_sample(url, job.concurrency, window, log=served.log, meter=meter,
-                                   expected_rps=calibration.rps or 100.0, keepalive=harness.keepalive)
+                                   expected_rps=expected, keepalive=harness.keepalive)
             return sample.rps, sample.steady.completions if sample.steady else 0
 
-        one(n)  # the pools open and the caches warm before anything counts
+        # The pools open and the caches warm before anything counts; its rate sizes the windows that follow.
+        expected = one(n)[0] or expected
         for index in range(pairs):
             if index % 2 == 0:
                 (short, done_short), (long, done_long) = one(n), one(factor * n)

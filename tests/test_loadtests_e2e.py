@@ -56,7 +56,8 @@ def test_the_gate_fails_against_a_broken_server(empty_database_factory: Callable
     """Pools of one connection leave asyncpg no room to beat psycopg2: F2-asyncpg must fail, and the run exit 1.
 
     Only F2-asyncpg's and F2-wait's cases: a failed required finding decides the exit code whatever
-    the others do, and the whole quick profile at pools of one took four minutes of CI."""
+    the others do. A pool of one serves its clients in phases of c / X (4 s here), which each sample
+    warms up through and counts twice, so these few cases are most of a minute's work each."""
     cases = [arg for case in ("pg_sleep/async/asyncpg", "pg_sleep/sync/psycopg2", "wait/async/asyncio", "wait/sync/time")
              for arg in ("--scenario", case)]
     done, out = quick(empty_database_factory(), tmp_path, "--pool-max", "1", *cases)

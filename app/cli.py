@@ -69,6 +69,12 @@ def prepare(seed_rows: SeedRows = None, data_dir: Annotated[Optional[Path], type
 
 @cli.command()
 def serve(
+    like: Annotated[Optional[str], typer.Option(
+        "--like", metavar="PROFILE",
+        help="Shape the service like a load-test profile (quick, default, workers, production, article): its threadpool, "
+        "pool sizes, workers and database distance, so `iobench-load --target ... --profile PROFILE` measures the "
+        "architecture its findings are about. Options given as well win.",
+    )] = None,
     host: Host = None,
     port: Port = None,
     workers: Workers = None,
@@ -88,8 +94,17 @@ def serve(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    shape = _profile_shape(like) if like is not None else {}
+    if rtt_ms is None and shape.get("db_rtt_ms"):
+        rtt_ms = float(shape["db_rtt_ms"])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    settings = _settings(host=host, port=port, workers=workers, threadpool_tokens=threadpool_tokens, seed_rows=seed_rows)
+    settings = _settings(**{**shape, "host": host, "port": port, "workers": workers or shape.get("workers"),
+                            "threadpool_tokens": threadpool_tokens or shape.get("threadpool_tokens"), "seed_rows": seed_rows})
+    if rtt_ms is None and settings.db_rtt_ms:
+        rtt_ms = settings.db_rtt_ms
+    if like is not None:
+        typer.echo(f"shaped like the {like} profile: {settings.threadpool_tokens} threadpool tokens, pools of "
+                   f"{settings.pool_max}, {settings.workers} worker(s), database {rtt_ms or 0:g} ms away")
     database = locate(settings)
     proxy: ProxyProcess | None = None
     try:
@@ -101,7 +116,7 @@ def serve(
             proxy = ProxyProcess(database.url, rtt_ms).start()
             measured = added_rtt_ms(database.url, proxy.url)
             typer.echo(f"{proxy.describe()}; measured: +{measured:.2f} ms per round trip")
-            settings = settings.model_copy(update={"database_url": proxy.url})
+            settings = settings.model_copy(update={"database_url": proxy.url, "db_rtt_ms": rtt_ms})
         # Workers are fresh processes that build the app from the environment.
         os.environ.update(settings.to_env())
         uvicorn.run(
@@ -117,6 +132,19 @@ def serve(
         if proxy is not None:
             proxy.stop()
         database.close()
+
+
+def _profile_shape(name: str) -> dict[str, Any]:
+    """The server settings of load-test profile ``name`` (exit 2 for an unknown one)."""
+    from loadtests.profiles import PROFILES  # the harness's profiles are the one source of their shapes
+
+    if name not in PROFILES:
+        typer.echo(f"error: unknown profile {name!r} for --like; choose from {', '.join(PROFILES)}", err=True)
+        raise typer.Exit(2)
+    profile = PROFILES[name]
+    return {"threadpool_tokens": profile.threadpool_tokens, "pool_max": profile.pool_max, "workers": profile.workers,
+            "acquire_timeout": profile.acquire_timeout, "max_wait_seconds": max(10.0, profile.seconds),
+            "db_rtt_ms": profile.db_rtt_ms}
 
 
 @cli.command()

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     categories: PositiveInt = 10
     write_slots: PositiveInt = Field(1_000, description="`write` upserts into this many rows, so load never grows the table.")
     data_dir: Path = Path("data")
+    db_rtt_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Milliseconds of round trip `iobench serve` puts between the service and Postgres (the wire "
+        "proxy, db/wire_proxy); the app itself only reports it in /config, so a load test knows the database's distance.",
+    )
     completions_dir: Path | None = Field(
         None,
         description="Folder where each worker records when every response completed (app/completions.py), "

@@ -40,7 +40,8 @@ from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failure
 from loadtests.plan import Block, Job, blocks, comparisons
 from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
-from loadtests.runner import Harness, finding_jobs, server_settings
+from loadtests.runner import Harness, fetch_config, finding_jobs, server_settings
+from loadtests.shape import Difference, consequences, differences, matching_command, run_differences
 from loadtests.stability import series
 from loadtests.stats import Looks
 from loadtests.steady import MIN_COMPLETIONS
@@ -53,7 +54,8 @@ Exit status: 0 every required finding passed; 1 a required finding failed; 2 bad
 (nothing started); 3 the environment or the service failed (ab, the database, the service
 died: the report keeps what was measured); 4 inconclusive (a required finding stayed
 inconclusive, was not measured, or cannot be tested on this setup: never a pass); 130 Ctrl-C,
-143 SIGTERM (the partial report is written).
+143 SIGTERM (the partial report is written). A selection (--scenario, --workload, --style,
+--driver, --rtt-levels) judges only the findings whose cases it measured.
 """
 
 
@@ -176,6 +178,29 @@ def _list(planned: list[Block], repeat: int) -> None:
     console.print(table)
 
 
+def _print_differences(found: list[Difference], profile: str) -> None:
+    """Where the server measured is not the profile's shape, and the command that would make it so."""
+    if not found:
+        return
+    console.print(f"[bold yellow]The server measured is not shaped like the {profile} profile[/] (the findings' "
+                  "thresholds assume that shape):", highlight=False)
+    for difference in found:
+        console.print(f"  {difference.describe()}", highlight=False, soft_wrap=True)
+    console.print(f"  to measure the profile's shape, serve it with: {matching_command(found)}  "
+                  f"(or: iobench serve --like {profile})", highlight=False, soft_wrap=True)
+
+
+def _print_shape(run: dict[str, Any], verdicts: list[Verdict]) -> None:
+    """Before the findings: the shape differences, and each verdict that follows from them."""
+    _print_differences(run_differences(run), str((run.get("profile") or {}).get("name") or "default"))
+    for consequence in consequences(verdicts, run):
+        console.print(f"[yellow]{escape(consequence.describe())}[/]", highlight=False, soft_wrap=True)
+    unselected = [v.finding.id for v in verdicts if v.status == "not selected"]
+    if unselected:
+        console.print(f"not judged (this selection measured not all of their cases): {', '.join(unselected)}",
+                      highlight=False, soft_wrap=True)
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -191,9 +216,10 @@ def verdict_code(verdicts: list[Verdict]) -> int:
 
 def _print_verdicts(verdicts: list[Verdict]) -> None:
     table = Table("finding", "verdict", "ratio [95% interval]", "threshold", "rounds", title="Findings")
-    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not measured": "dim", "not applicable": "dim"}
+    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not measured": "dim", "not applicable": "dim",
+               "not selected": "dim"}
     for verdict in verdicts:
-        if verdict.status == "not measured" and not verdict.finding.required:
+        if verdict.status == "not selected" or (verdict.status == "not measured" and not verdict.finding.required):
             continue
         ratio = verdict.ratio
         text = f"{ratio.center:.3g} [{_fmt(ratio.low if ratio.bounded else None)}, {_fmt(ratio.high if ratio.bounded else None)}]" \
@@ -217,7 +243,7 @@ def _print_crossovers(run: dict[str, Any], records: list[Record]) -> None:
                       f"{x.reached} (model: {x.predicted_reached}); the ratio at {ratios}", highlight=False)
 
 
-def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
+def _render(folder: Path, compare: Path | None) -> tuple[Path, dict[str, Any], list[Verdict]]:
     from loadtests import legacy
     from loadtests.facts import model_fit
     from loadtests.heldout import TARGET_SHARE, judge
@@ -236,7 +262,7 @@ def _render(folder: Path, compare: Path | None) -> tuple[Path, list[Verdict]]:
         console.print(f"held-out: {held.hits} of {len(held.judged)} sweep points within ×/÷ 1.25 of the prediction made "
                       f"before each ({held.share:.0%}; the test asks {TARGET_SHARE:.0%})", highlight=False)
     _print_crossovers(run, records)
-    return write_report(folder, compare_with=compare), verdicts
+    return write_report(folder, compare_with=compare), run, verdicts
 
 
 @cli.callback(invoke_without_command=True, help=__doc__ + """
@@ -267,7 +293,9 @@ def main_command(
         Optional[str],
         typer.Option(
             envvar="IOBENCH_TARGET",
-            help="URL of a running service to measure (127.0.0.1/localhost only) instead of starting one.",
+            help="URL of a running service to measure (127.0.0.1/localhost only) instead of starting one. Start it "
+            "shaped like the profile (`iobench serve --like quick`): the findings' thresholds assume that shape, and "
+            "every difference is named before the findings.",
         ),
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/UTC-STAMP-PROFILE.")] = None,
@@ -440,6 +468,8 @@ def main_command(
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     target_url = _check_target(target) if target else None
+    if target_url:
+        _print_differences(differences(fetch_config(target_url), profile.declared(), profile.db_rtt_ms), profile.name)
     settings = server_settings(Settings(), profile)
     database, budget = None, None
     if not target_url:
@@ -478,7 +508,9 @@ def main_command(
             profile=profile.to_dict(), command=sys.argv, status="running", planned=samples,
             started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),
             findings=[f.id for f in FINDINGS], error=None, drivers=[d.to_dict() for d in DRIVERS],
-            looks=looks.to_dict(), selection=bool(workloads or styles or drivers or chosen),
+            looks=looks.to_dict(), selection=bool(workloads or styles or drivers or chosen or rtt_levels),
+            # What a selection measures: findings with a case outside it are not judged (findings.evaluate_all).
+            selected_cases=sorted({job.case.key for block in planned for job in (*block.sequence, *block.sweeps)}),
             blocks=[{"name": b.name, "sequence": [j.label for j in b.sequence], "sweeps": [j.label for j in b.sweeps]}
                     for b in planned],
             pairs=[{"numerator": p.numerator, "denominator": p.denominator, "why": p.why, "concurrency": p.concurrency}
@@ -502,8 +534,9 @@ def main_command(
             database.close()
     if error:
         console.print(f"[bold red]{status}:[/bold red] {escape(error)}", highlight=False)  # a log tail is no markup
-    report, verdicts = _render(folder.path, compare)
+    report, run, verdicts = _render(folder.path, compare)
     _link_latest(folder.path)
+    _print_shape(run, verdicts)
     _print_verdicts(verdicts)
     exit_code = exit_code or verdict_code(verdicts)
     folder.write_run(exit_code=exit_code, verdicts=[v.to_dict() for v in verdicts])
@@ -520,7 +553,8 @@ def report_command(
     _check_run_folder(run_dir, "report")
     if compare is not None:
         _check_run_folder(compare, "--compare")
-    report, verdicts = _render(run_dir, compare)
+    report, run, verdicts = _render(run_dir, compare)
+    _print_shape(run, verdicts)
     _print_verdicts(verdicts)
     console.print(f"report: {report}")
     raise typer.Exit(verdict_code(verdicts))

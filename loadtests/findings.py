@@ -48,7 +48,9 @@ from loadtests.stats import CONFIDENCE, Interval, interval, median
 from loadtests.summary import ping_p50
 
 Metric = Literal["rps", "ping_p50_ms"]
-Status = Literal["pass", "fail", "inconclusive", "not measured", "not applicable"]
+#: "not selected": a run that measured a selection (--scenario, --workload, ...) left out one of the finding's
+#: cases on purpose; such a finding is neither judged nor counted in the exit code.
+Status = Literal["pass", "fail", "inconclusive", "not measured", "not applicable", "not selected"]
 
 #: The smallest effect (either way) a profile's shape must predict for a model claim to be testable there.
 MIN_EFFECT = 1.5
@@ -404,7 +406,18 @@ def evaluate_all(records: list[Record], run: dict[str, Any], findings: tuple[Fin
     """Every finding's verdict, at ``confidence`` (default: the run's own looks, as run.json records them)."""
     declared = Declared.from_run(run)
     level = confidence or float((run.get("looks") or {}).get("confidence") or CONFIDENCE)
-    return [evaluate(finding, records, declared, level) for finding in findings]
+    return [_unselected(finding, run) or evaluate(finding, records, declared, level) for finding in findings]
+
+
+def _unselected(finding: Finding, run: dict[str, Any]) -> Verdict | None:
+    """A "not selected" verdict when ``run`` measured a selection that leaves out one of the finding's cases."""
+    if not run.get("selection") or run.get("selected_cases") is None:
+        return None
+    left_out = [case for case in (finding.numerator, finding.denominator) if case not in set(run["selected_cases"])]
+    if not left_out:
+        return None
+    return Verdict(finding, "not selected", None, None, None, None, None, None, None, 0,
+                   "not in this run's selection: " + ", ".join(left_out))
 
 
 def required_failures(verdicts: list[Verdict]) -> list[Verdict]:

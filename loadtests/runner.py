@@ -311,7 +311,7 @@ class Harness:
                 assert settings.database_url is not None
                 proxy = stack.enter_context(ProxyProcess(settings.database_url, job.rtt_ms,
                                                          log_path=self.folder.log_path(f"proxy-{job.block}")))
-                settings = settings.model_copy(update={"database_url": proxy.url})
+                settings = settings.model_copy(update={"database_url": proxy.url, "db_rtt_ms": job.rtt_ms})
                 middle["proxy"] = proxy.pid
             shared_memory = Path("/dev/shm")
             completions = Path(tempfile.mkdtemp(prefix="iobench-completions-",

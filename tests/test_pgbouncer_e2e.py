@@ -29,7 +29,7 @@ def test_a_pgbouncer_run_reports_compatibility_and_the_cost(empty_database_facto
                "--scenario", "lookup/async/asyncpg", "--pgbouncer", "--repeat", "2", "--max-repeat", "2", "--out", str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     output = done.stdout + done.stderr
-    assert done.returncode == 4, output  # no required finding in this selection: inconclusive, never a pass
+    assert done.returncode == 0, output  # a selection judges what it measured: no required finding is in it
     run, records = read_run(out)
     assert run["status"] == "complete", output
     table = {entry["driver"]: entry for entry in run["pgbouncer"]["drivers"]}

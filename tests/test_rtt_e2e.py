@@ -28,7 +28,7 @@ def test_an_rtt_sweep_measures_each_level_through_the_proxy_and_reports_the_cros
                "--out", str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     output = done.stdout + done.stderr
-    assert done.returncode == 4, output  # the required findings are not in this selection: inconclusive, never a pass
+    assert done.returncode == 0, output  # a selection judges what it measured: no required finding is in it
     run, records = read_run(out)
     assert run["status"] == "complete", output
     assert 1.5 < run["rtt_measured"]["2"] < 3.5, run["rtt_measured"]

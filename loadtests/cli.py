@@ -265,7 +265,13 @@ def _render(folder: Path, compare: Path | None) -> tuple[Path, dict[str, Any], l
     return write_report(folder, compare_with=compare), run, verdicts
 
 
-@cli.callback(invoke_without_command=True, help=__doc__ + """
+def _paragraphs(text: str) -> str:
+    """``text`` with each paragraph on one line: Rich rewraps help to the terminal, and a hard line break
+    kept inside a sentence would show as a short line."""
+    return "\n\n".join(" ".join(part.split()) for part in text.strip().split("\n\n"))
+
+
+@cli.callback(invoke_without_command=True, help=_paragraphs(__doc__ + """
 
 Without a command: run the load tests. Starts the service itself (uvicorn, with the
 profile's threadpool and pool sizes) on a database it prepares (DATABASE_URL, else Postgres
@@ -278,7 +284,7 @@ rounds for an inconclusive required finding, every look at the Bonferroni level)
 default profile takes about nine minutes on 2 cores. Writes `runs/STAMP-PROFILE/`:
 results.jsonl (one line per measurement, appended as it finishes), run.json, report.md,
 report.html and PNG plots.
-""" + EXIT_CODES_HELP)
+""" + EXIT_CODES_HELP))
 def main_command(
     ctx: typer.Context,
     profile_name: Annotated[
@@ -332,7 +338,8 @@ def main_command(
     max_repeat: Annotated[
         Optional[int],
         typer.Option(help="Rounds a required finding may grow to while inconclusive, looking again at 5, 8 and 10 "
-                     "rounds; every look is then judged at the Bonferroni level (98.3% for three looks) so the chance "
+                     "rounds (those up to this number); every look is then judged at the Bonferroni level (97.5% for "
+                     "two looks, 98.3% for three) so the chance "
                      "of a wrong verdict stays at 5%. Default: the profile's (5 for quick and default: two more rounds); "
                      "equal to --repeat means a fixed number of rounds, judged at 95%."),
     ] = None,

@@ -281,7 +281,7 @@ round (`--list` shows them); each case is calibrated with one client first, and 
 counts only a steady window of its ab run (the article profile: ab's whole run, as the
 article did). The findings are judged on 95% intervals over the rounds (`--max-repeat`: more
 rounds for an inconclusive required finding, every look at the Bonferroni level). The
-default profile takes about nine minutes on 2 cores. Writes `runs/STAMP-PROFILE/`:
+default profile takes about eight minutes on 2 cores. Writes `runs/STAMP-PROFILE/`:
 results.jsonl (one line per measurement, appended as it finishes), run.json, report.md,
 report.html and PNG plots.
 """ + EXIT_CODES_HELP))
@@ -291,7 +291,7 @@ def main_command(
         str,
         typer.Option(
             "--profile", "-p",
-            help="quick (about three minutes, every case a required finding judges), default (the whole catalogue, about nine minutes on 2 cores) "
+            help="quick (about three minutes, every case a required finding judges), default (the whole catalogue, about eight minutes on 2 cores) "
             "or article (3 s waits, -n 200 -c 100: hours).",
         ),
     ] = "default",

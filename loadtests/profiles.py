@@ -174,7 +174,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="default",
             description="The whole catalogue at 50 ms waits, 40 clients, a threadpool of 16 and pools of 40: "
-            "the article's shape scaled to 2 cores and a shared Postgres. About nine minutes.",
+            "the article's shape scaled to 2 cores and a shared Postgres. About eight minutes on 2 cores.",
             seconds=0.05,
             repeat=3,
             max_repeat=5,
@@ -199,7 +199,7 @@ PROFILES: dict[str, Profile] = {
             name="production",
             description="The production shape: point lookups on psycopg2 (sync, async-blocking, threadpool), psycopg 3 "
             "(sync and async) and asyncpg with the database 0, 1 and 5 ms away (wire proxy), directly and through "
-            "PgBouncer, on 1 and on 2 uvicorn workers (the same 16 threads and pools of 40 in all). About seven minutes on 2 cores; it exits 4, "
+            "PgBouncer, on 1 and on 2 uvicorn workers (the same 16 threads and pools of 40 in all). About six to seven minutes on 2 cores; it exits 4, "
             "as it judges none of the required findings.",
             seconds=0.05,
             concurrency=40,

@@ -42,6 +42,10 @@ def test_the_quick_profile_passes_every_required_finding(empty_database_factory:
     assert {r["case"] for r in records if r["sweep"]} == {"wait/sync/time", "wait/async/asyncio"}
     assert {r["round"] for r in records if not r["sweep"]} >= {0, 1, 2}
     assert run["servers"] and run["servers"][0]["threadpool_tokens"] == run["profile"]["threadpool_tokens"]
+    # Every pool was filled before its block's rounds: psycopg_pool's async pool, which grows one connection at a
+    # time, opened every connection its async case holds.
+    fill = run["pool_fill"]["psycopg3-async"]["psycopg3-async"]
+    assert fill["open_after"] == fill["max"] == run["profile"]["pool_max"], fill
     for name in ("ping.png", "sweep-throughput.png"):  # the quick profile has no driver table: no drivers.png
         assert (out / name).read_bytes()[:8] == PNG, name
     assert "## Findings" in (out / REPORT).read_text() and "data:image/png" in (out / HTML_REPORT).read_text()

@@ -199,8 +199,8 @@ PROFILES: dict[str, Profile] = {
             name="production",
             description="The production shape: point lookups on psycopg2 (sync, async-blocking, threadpool), psycopg 3 "
             "(sync and async) and asyncpg with the database 0, 1 and 5 ms away (wire proxy), directly and through "
-            "PgBouncer, on 1 and on 2 uvicorn workers (the same 16 threads and pools of 40 in all). About six to seven minutes on 2 cores; it exits 4, "
-            "as it judges none of the required findings.",
+            "PgBouncer, on 1 and on 2 uvicorn workers (the same 16 threads and pools of 40 in all). About six to seven "
+            "minutes on 2 cores; it exits 4, as it judges none of the required findings.",
             seconds=0.05,
             concurrency=40,
             threadpool_tokens=16,

@@ -36,7 +36,7 @@ from loadtests.errors import (
     Terminated,
     raise_terminated,
 )
-from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failures, required_unsettled
+from loadtests.findings import FINDINGS, Verdict, evaluate_all, finding_pairs, required_failures, required_unsettled
 from loadtests.plan import Block, Job, blocks, comparisons
 from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
@@ -460,7 +460,7 @@ def main_command(
         sweep_ids = set(chosen or profile.sweep_ids)
         for swept in (s for s in selected if s.id in sweep_ids):
             jobs += [Job(case, level, sweep=True) for case in cases_for(swept, profile.seconds) for level in levels]
-    pairs = comparisons([(f.id, f.numerator, f.denominator, f.concurrency) for f in FINDINGS],
+    pairs = comparisons(finding_pairs(FINDINGS),
                         all_to_reference=profile.all_to_reference, cases=[job.case.key for job in jobs])
     planned = blocks(jobs, pairs, profile.concurrency)
     if list_only:

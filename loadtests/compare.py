@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from loadtests.findings import FINDINGS, Finding, Status, evaluate_all
+from loadtests.findings import FINDINGS, Finding, Status, evaluate_all, finding_pairs
 from loadtests.legacy import upgrade
 from loadtests.pairing import compare
 from loadtests.plan import comparisons
@@ -167,7 +167,7 @@ def _ratio(numerator: str, denominator: str, why: str, old: Interval | None, new
 def _pairs(findings: tuple[Finding, ...]) -> list[tuple[str, str, str]]:
     """The run's paired comparisons other than the findings' (which come with their verdicts)."""
     judged = {(f.numerator, f.denominator) for f in findings}
-    pairs = comparisons([(f.id, f.numerator, f.denominator, f.concurrency) for f in findings])
+    pairs = comparisons(finding_pairs(findings))
     return [(p.numerator, p.denominator, p.why) for p in pairs
             if p.concurrency is None and (p.numerator, p.denominator) not in judged]
 
@@ -193,7 +193,7 @@ def compare_runs(
     before_all = evaluate_all(old_records, old_run or {}, findings)
     after_all = evaluate_all(new_records, new_run or {}, findings)
     for before, after in zip(before_all, after_all, strict=True):
-        if before.ratio or after.ratio:
+        if (before.ratio or after.ratio) and after.finding.denominator is not None:
             ratios.append(_ratio(after.finding.numerator, after.finding.denominator, after.finding.id, before.ratio,
                                  after.ratio, tolerance))
         if before.status != after.status:

@@ -1,10 +1,13 @@
-"""The article's claims as data, and their verdicts on a run's repetitions.
+"""Verdicts of claims on a run's repetitions: iobench's own findings and a team's claims files.
 
-A finding compares two cases by the ratio of one metric. Both cases are measured side by
-side in each round of one block (``plan``), so the ratio is judged on the per-round ratios
-(``pairing.compare``): PASS when its whole interval is past the threshold, FAIL when the whole
-interval misses it, INCONCLUSIVE otherwise. The interval is at 95%, or at the Bonferroni level
-of the run's looks when the profile allows extra rounds (``stats.Looks``).
+The claims are data (``loadtests.claims``: TOML files checked by a pydantic model); iobench's
+findings are the claims files shipped in ``loadtests/claims/``. A claim compares two cases by
+the ratio of one metric, or one case against an absolute bound. Both cases of a ratio are
+measured side by side in each round of one block (``plan``), so the ratio is judged on the
+per-round ratios (``pairing.compare``): PASS when its whole interval is past the threshold,
+FAIL when the whole interval misses it, INCONCLUSIVE otherwise. A bound is judged the same way
+on the interval of the case's own value over the rounds. The interval is at 95%, or at the
+Bonferroni level of the run's looks when the profile allows extra rounds (``stats.Looks``).
 
 Where a threshold comes from. A claim of the model ("async wins once clients outnumber
 threads") predicts a ratio R: Little's law over the two routes' capacities at the profile's
@@ -40,14 +43,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.catalogue import SCENARIOS_BY_ID, Scenario
+from loadtests.claims import PING_METRICS, Claim, Metric, builtin, scenario_of
 from loadtests.model import CPU_BUSY, MODEL_BAND, ServerShape, capacity
 from loadtests.pairing import Comparison, compare
-from loadtests.results import Record, is_main, ping_count, predicted_rps, successful_rps, too_many_errors
-from loadtests.stats import CONFIDENCE, Interval, interval, median
-from loadtests.summary import ping_p50
+from loadtests.results import Record, error_share, is_main, ping_count, predicted_rps, successful_rps, too_many_errors
+from loadtests.stats import CONFIDENCE, Interval, interval, mean_interval, median
 
-Metric = Literal["rps", "ping_p50_ms"]
 #: "not selected": a run that measured a selection (--scenario, --workload, ...) left out one of the finding's
 #: cases on purpose; such a finding is neither judged nor counted in the exit code.
 Status = Literal["pass", "fail", "inconclusive", "not measured", "not applicable", "not selected"]
@@ -57,110 +58,15 @@ MIN_EFFECT = 1.5
 #: Fewer /ping samples than this in one repetition cannot give a median worth comparing.
 MIN_PING_SAMPLES = 20
 
-
-@dataclass(frozen=True)
-class Finding:
-    id: str
-    title: str
-    numerator: str
-    denominator: str
-    metric: Metric
-    op: Literal[">=", "<="]
-    required: bool
-    article: str
-    why: str
-    #: A threshold the claim itself fixes (with ``threshold_reason``); None derives it from the model.
-    threshold: float | None = None
-    threshold_reason: str = ""
-    #: Measure both cases at this many clients (an extra measurement) instead of the profile's.
-    concurrency: int | None = None
-    #: Judge the cases at the largest RTT the run put between the service and Postgres (``--rtt-levels``).
-    far: bool = False
-
-    @property
-    def claim(self) -> str:
-        name = {"rps": "throughput", "ping_p50_ms": "median /ping latency"}[self.metric]
-        at = f" at c = {self.concurrency}" if self.concurrency else " at the largest RTT measured" if self.far else ""
-        bar = f"{self.threshold:g}" if self.threshold is not None else "sqrt(model ratio)"
-        return f"{name} of `{self.numerator}` {self.op} {bar} x that of `{self.denominator}`{at}"
-
-    def holds(self, ratio: float, threshold: float) -> bool:
-        return ratio >= threshold if self.op == ">=" else ratio <= threshold
-
-
-def _collapse(id: str, blocking: str, sync: str, article: str) -> Finding:
-    return Finding(id, "An async route calling a blocking driver collapses", blocking, sync, "rps", "<=", True,
-                   article, "The blocking call holds the event loop: one request at a time per worker.")
-
-
-def _async_wins(id: str, numerator: str, denominator: str, article: str, why: str) -> Finding:
-    return Finding(id, "Async wins once clients outnumber threads", numerator, denominator, "rps", ">=", True, article, why)
-
-
-def _threadpool_rescues(id: str, numerator: str, denominator: str, article: str, why: str) -> Finding:
-    return Finding(id, "The threadpool rescues blocking code", numerator, denominator, "rps", ">=", True, article, why)
-
-
-FINDINGS: tuple[Finding, ...] = (
-    _collapse("F1-wait", "wait/async-blocking/time", "wait/sync/time", "case 2 vs case 1: 0.17 vs 5.53 rps (1/33)"),
-    _collapse("F1-psycopg2", "pg_sleep/async-blocking/psycopg2", "pg_sleep/sync/psycopg2", "carry-over of case 2 to psycopg2"),
-    _collapse("F1-sqlalchemy", "pg_sleep/async-blocking/sqlalchemy-sync", "pg_sleep/sync/sqlalchemy-sync",
-              "carry-over of case 2 to SQLAlchemy's sync engine"),
-    _async_wins("F2-wait", "wait/async/asyncio", "wait/sync/time", "case 3 vs case 1: 11.06 vs 5.53 rps (2x)",
-                "`def` routes share the threadpool's tokens; awaiting holds nothing."),
-    _async_wins("F2-asyncpg", "pg_sleep/async/asyncpg", "pg_sleep/sync/psycopg2", "case 3 vs case 1, on real Postgres",
-                "asyncpg needs a connection, not a thread; holds while its pool is larger than the threadpool."),
-    _async_wins("F2-psycopg3", "pg_sleep/async/psycopg3-async", "pg_sleep/sync/psycopg3-sync", "case 3 vs case 1, psycopg 3 both ways",
-                "Same driver, same pool size: only the style differs."),
-    _threadpool_rescues("F3-wait", "wait/threadpool/time", "wait/sync/time", "case 4 vs case 1: 8.29 vs 5.53 rps (1.5x)",
-                        "Only one of the two steps holds a thread, so the threadpool serves twice the requests."),
-    _threadpool_rescues("F3-psycopg2", "pg_sleep/threadpool/psycopg2", "pg_sleep/sync/psycopg2",
-                        "case 4 vs case 1 with psycopg2 for step 1 and asyncpg for step 2",
-                        "Step 1 holds a thread, step 2 only an asyncpg connection."),
-    Finding("F4-file", "Blocking file reads in async def stall everyone; aiofiles does not",
-            "file/async-blocking/open[large.bin]", "file/async/aiofiles[large.bin]", "ping_p50_ms", ">=", True,
-            "the article's rule applied to files",
-            "Reading 8 MiB with open() inside async def holds the loop, so /ping waits behind every read. Judged at a "
-            "load the server can carry (8 clients): collateral latency is a question about a server with headroom.",
-            threshold=2.0, threshold_reason="'stall everyone': /ping at least twice as slow as beside aiofiles",
-            concurrency=8),
-    # Claims that may not carry over to real drivers: measured and reported, never required.
-    Finding("N1-lookup", "Async is faster for fast point lookups", "lookup/async/asyncpg", "lookup/sync/psycopg2", "rps", ">=",
-            False, "the article's 'async can double or triple performance', for a ~0.1 ms query",
-            "When the query is far shorter than the HTTP work, CPU and the GIL bind, not waiting.",
-            threshold=1.5, threshold_reason="the article's 'double or triple', conservatively 1.5x"),
-    Finding("N2-lookup-collapse", "A blocking driver in async def collapses even for fast queries",
-            "lookup/async-blocking/psycopg2", "lookup/sync/psycopg2", "rps", "<=", False,
-            "case 2's collapse, for a ~0.1 ms query",
-            "Blocking the loop for a fraction of a millisecond costs little; skipping the thread hop may even win.",
-            threshold=0.1, threshold_reason="a collapse of the article's kind: at most a tenth of the `def` route"),
-    Finding("N3-small-file", "aiofiles is faster than open() for small cached files",
-            "file/async/aiofiles[small.bin]", "file/sync/open[small.bin]", "rps", ">=", False,
-            "'use async for file I/O'",
-            "aiofiles hands every call (open, read, close) to a thread; a 4 KiB read from the page cache is faster than the hop.",
-            threshold=1.0, threshold_reason="'faster' at all"),
-    Finding("N4-report", "Async is faster for a few-millisecond report query", "report/async/asyncpg", "report/sync/psycopg2",
-            "rps", ">=", False, "'async can double or triple performance'",
-            "The query's CPU time is in Postgres, which shares the machine's cores with the service and ab.",
-            threshold=1.5, threshold_reason="the article's 'double or triple', conservatively 1.5x"),
-    Finding("N6-file-saturated", "aiofiles keeps the server responsive even at full load",
-            "file/async-blocking/open[large.bin]", "file/async/aiofiles[large.bin]", "ping_p50_ms", ">=", False,
-            "the article's rule applied to files, at the profile's concurrency",
-            "A cached read is CPU work (a memory copy). Once the CPU is saturated every request, /ping included, "
-            "queues for it, whether the copy runs on the event loop or in aiofiles' threads."),
-    Finding("N5-orm-cost", "SQLAlchemy's async engine keeps up with raw asyncpg on lookups", "lookup/async/sqlalchemy-async",
-            "lookup/async/asyncpg", "rps", ">=", False, "(not in the article: the cost of the ORM layer)",
-            "Core adds Python work per query over its own pool of asyncpg connections.",
-            threshold=0.8, threshold_reason="'keeps up': within 20%"),
-    *(Finding(f"R1-{workload}", f"Async wins once the database is a network hop away ({workload})",
-              f"{workload}/async/asyncpg", f"{workload}/sync/psycopg2", "rps", ">=", False,
-              "the article's premise: a request that mostly waits on the database",
-              "Every round trip adds its RTT to the time a thread holds its token; an awaiting route holds only its "
-              "connection, and the pool is larger than the threadpool.",
-              threshold=1.5, threshold_reason="'async wins': by 1.5x, as the RTT sweep's crossover is defined", far=True)
-      for workload in ("lookup", "report", "write")),
-)
+#: A finding is a claim (``loadtests.claims``); iobench's own are the claims files shipped in the package.
+Finding = Claim
+FINDINGS: tuple[Finding, ...] = builtin()
 FINDINGS_BY_ID = {finding.id: finding for finding in FINDINGS}
+
+
+def finding_pairs(findings: Iterable[Finding]) -> list[tuple[str, str, str, int | None]]:
+    """(id, numerator, denominator, concurrency) of every ratio claim: the pairs a run keeps side by side."""
+    return [(f.id, f.numerator, f.denominator, f.concurrency) for f in findings if f.denominator is not None]
 
 
 @dataclass(frozen=True)
@@ -193,11 +99,6 @@ class Bar:
     source: str = "claim"
 
 
-def scenario_of(case: str) -> Scenario | None:
-    """The catalogue scenario of a case key (``file/sync/open[large.bin]`` -> ``file/sync/open``)."""
-    return SCENARIOS_BY_ID.get(case.split("[", 1)[0])
-
-
 def _from_model(finding: Finding, ratio: float, where: str, source: str) -> Bar:
     effect = ratio if finding.op == ">=" else 1 / ratio
     if effect < MIN_EFFECT:
@@ -218,6 +119,8 @@ def bar(finding: Finding, declared: Declared | None, concurrency: int, loop_queu
 
     ``loop_queue`` is the loop-queue ratio from the calibration (``loop_queue_ratio``), which /ping findings need.
     """
+    if finding.denominator is None:
+        return Bar(finding.fixed_threshold, None, finding.threshold_reason)
     if finding.metric == "ping_p50_ms":
         # Whether the claim can show here is the model's to say (from the calibration), for a claimed bar too.
         if loop_queue is None:
@@ -225,12 +128,12 @@ def bar(finding: Finding, declared: Declared | None, concurrency: int, loop_queu
                        "calibration")
         where = f"with the event loop as the blocking route's bottleneck at c = {concurrency}, from the calibration,"
         modelled = _from_model(finding, loop_queue, where, "calibration")
-        if finding.threshold is None or modelled.threshold is None:
+        if finding.fixed_threshold is None or modelled.threshold is None:
             return modelled
-        return Bar(finding.threshold, loop_queue, f"{finding.threshold_reason} ({where} Little's law predicts "
+        return Bar(finding.fixed_threshold, loop_queue, f"{finding.threshold_reason} ({where} Little's law predicts "
                    f"{loop_queue:.3g}: the setup can show the claim)")
-    if finding.threshold is not None:
-        return Bar(finding.threshold, None, finding.threshold_reason)
+    if finding.fixed_threshold is not None:
+        return Bar(finding.fixed_threshold, None, finding.threshold_reason)
     num, den = scenario_of(finding.numerator), scenario_of(finding.denominator)
     if declared is None or num is None or den is None:
         return Bar(None, None, "the run does not record the profile's declared shape, so no threshold can be derived",
@@ -280,19 +183,37 @@ class Verdict:
         }
 
 
+def _positive(found: Any) -> float | None:
+    return float(found) if isinstance(found, int | float) and found > 0 else None
+
+
 def value(record: Record, metric: Metric) -> float | None:
-    return successful_rps(record) if metric == "rps" else ping_p50(record)
+    """``metric`` of one measurement (None: not measured, or not a positive figure where one is needed)."""
+    if metric == "rps":
+        return successful_rps(record)
+    if metric == "error_rate":
+        return error_share(record)
+    if metric in ("p50_ms", "p99_ms"):
+        return _positive((record.get("ab") or {}).get(metric))
+    if metric in PING_METRICS:
+        ping: dict[str, Any] = dict(record.get("ping") or {})
+        return _positive(ping.get(metric.removeprefix("ping_")))
+    if metric in ("service_cpu_ms", "postgres_cpu_ms"):
+        seconds = (record.get("cpu") or {}).get(metric.replace("_cpu_ms", "_s"))
+        return _positive(seconds * 1000 if isinstance(seconds, int | float) else None)
+    wire: dict[str, Any] = dict(record.get("wire") or {})
+    return _positive(wire.get(metric))  # round_trips, statements
 
 
 def unusable(record: Record, metric: Metric) -> str | None:
     """Why a measurement cannot support a verdict, or None if it can."""
     if record.get("error"):
         return f"`{record['case']}` failed: {record['error']}"
-    if too_many_errors(record):
+    if metric != "error_rate" and too_many_errors(record):
         ab = record.get("ab") or {}
         bad = int(ab.get("failed") or 0) + int(ab.get("non_2xx") or 0)
         return f"`{record['case']}` had {bad} failed or non-2xx responses of {ab.get('complete')}"
-    if metric == "ping_p50_ms" and ping_count(record) < MIN_PING_SAMPLES:
+    if metric in PING_METRICS and ping_count(record) < MIN_PING_SAMPLES:
         return f"`{record['case']}` has fewer than {MIN_PING_SAMPLES} /ping samples"
     if value(record, metric) is None:
         return f"`{record['case']}` has no {metric}"
@@ -302,7 +223,7 @@ def unusable(record: Record, metric: Metric) -> str | None:
 def records_for(finding: Finding, records: Iterable[Record], *, every_case: bool = False) -> list[Record]:
     """The measurements a finding judges, of either of its cases (or, ``every_case``, of any case, for a
     comparison through the reference): at its concurrency, or the largest RTT."""
-    cases = (finding.numerator, finding.denominator)
+    cases = finding.cases
     mine = [r for r in records if (every_case or r["case"] in cases) and not r.get("sweep")]
     if finding.concurrency:
         return [r for r in mine if r.get("concurrency") == finding.concurrency]
@@ -320,13 +241,16 @@ def _explain_fail(finding: Finding, nums: list[Record], dens: list[Record], pred
         return f"`{records[0]['case']}` kept the server's CPU {busy:.0%} busy" if busy is not None and busy > CPU_BUSY else None
 
     cpu = [note for note in (cpu_note(nums), cpu_note(dens)) if note]
-    if finding.metric != "rps":
+    if finding.metric in PING_METRICS:
         return ("; ".join(cpu) + ": a saturated CPU delays /ping whatever the driver. " if cpu else "") + finding.why
+    if finding.metric != "rps":
+        return ("; ".join(cpu) + ". " if cpu else "") + finding.why
     bounds = (f"the model has `{finding.numerator}` bound by {(nums[0].get('model') or {}).get('bound')} and "
               f"`{finding.denominator}` by {(dens[0].get('model') or {}).get('bound')}")
     if predicted is None:
         return f"No prediction for one side; {bounds}. {finding.why}"
-    if not finding.holds(predicted, math.sqrt(predicted) if finding.threshold is None else finding.threshold):
+    threshold = math.sqrt(predicted) if finding.fixed_threshold is None else finding.fixed_threshold
+    if not finding.holds(predicted, threshold):
         return f"The model agrees for this server: {bounds}, predicted ratio {predicted:.3g}. {finding.why}"
     return f"{bounds}, predicted ratio {predicted:.3g}" + ("; " + "; ".join(cpu) if cpu else "") + f". {finding.why}"
 
@@ -343,6 +267,8 @@ def _calibrated_loop_queue(finding: Finding, nums: list[Record], dens: list[Reco
 
 def evaluate(finding: Finding, records: list[Record], declared: Declared | None, confidence: float = CONFIDENCE) -> Verdict:
     """Judge one finding on every round in which both of its cases were measured."""
+    if finding.denominator is None:
+        return _evaluate_bound(finding, records, confidence)
     mine = records_for(finding, records)
     nums = [r for r in mine if r["case"] == finding.numerator]
     dens = [r for r in mine if r["case"] == finding.denominator]
@@ -401,6 +327,44 @@ def evaluate(finding: Finding, records: list[Record], declared: Declared | None,
                    f"{judged.rounds} rounds straddles the threshold {threshold:.3g}")
 
 
+def _evaluate_bound(finding: Finding, records: list[Record], confidence: float) -> Verdict:
+    """Judge a claim on one case against an absolute bound: the interval of its value over the rounds."""
+    mine = records_for(finding, records)
+    the_bar = bar(finding, None, 0)
+    if not mine:
+        return Verdict(finding, "not measured", None, None, the_bar, None, None, None, None, 0,
+                       f"not in this run: {finding.numerator}")
+    problems = [why for r in mine if (why := unusable(r, finding.metric))]
+    found = [v for r in mine if unusable(r, finding.metric) is None and (v := value(r, finding.metric)) is not None]
+    # Counts and error rates may be 0 and do not scatter multiplicatively: their interval is on the plain scale.
+    plain = finding.metric in ("error_rate", "round_trips", "statements")
+    judged = (mean_interval(found, confidence) if plain else interval(found, confidence)) if found else None
+    shown = (mean_interval(found) if plain else interval(found)) if found and confidence != CONFIDENCE else judged
+
+    def verdict(status: Status, reason: str) -> Verdict:
+        side = judged if judged else None
+        return Verdict(finding, status, shown, judged, the_bar, None, None, side, None, len(found), reason)
+
+    if judged is None:
+        return verdict("inconclusive", "no usable measurement: " + "; ".join(problems[:2]))
+    if not judged.bounded:
+        return verdict("inconclusive", f"one usable round gives no interval ({'; '.join(problems[:1]) or 'one repetition'})")
+    threshold = the_bar.threshold
+    assert threshold is not None  # an absolute bound is always the claim's own number
+    if (judged.low >= threshold) if finding.op == ">=" else (judged.high <= threshold):
+        return verdict("pass", finding.why)
+    if (judged.high < threshold) if finding.op == ">=" else (judged.low > threshold):
+        return verdict("fail", _explain_bound(finding, mine))
+    return verdict("inconclusive", f"the {judged.confidence:.1%} interval [{judged.low:.3g}, {judged.high:.3g}] over "
+                   f"{len(found)} rounds straddles the threshold {threshold:.3g}")
+
+
+def _explain_bound(finding: Finding, records: list[Record]) -> str:
+    busy = median([u for r in records if (u := r.get("cpu_utilisation")) is not None])
+    cpu = f"`{finding.numerator}` kept the server's CPU {busy:.0%} busy. " if busy is not None and busy > CPU_BUSY else ""
+    return cpu + finding.why
+
+
 def evaluate_all(records: list[Record], run: dict[str, Any], findings: tuple[Finding, ...] = FINDINGS,
                  confidence: float | None = None) -> list[Verdict]:
     """Every finding's verdict, at ``confidence`` (default: the run's own looks, as run.json records them)."""
@@ -413,7 +377,7 @@ def _unselected(finding: Finding, run: dict[str, Any]) -> Verdict | None:
     """A "not selected" verdict when ``run`` measured a selection that leaves out one of the finding's cases."""
     if not run.get("selection") or run.get("selected_cases") is None:
         return None
-    left_out = [case for case in (finding.numerator, finding.denominator) if case not in set(run["selected_cases"])]
+    left_out = [case for case in finding.cases if case not in set(run["selected_cases"])]
     if not left_out:
         return None
     return Verdict(finding, "not selected", None, None, None, None, None, None, None, 0,

@@ -25,7 +25,7 @@ Which cases share a block:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -193,9 +193,11 @@ def sequence(nodes: Sequence[Job], edges: Iterable[tuple[Job, Job]]) -> list[Job
     return walk + [node for node in nodes if node not in walk]
 
 
-def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int) -> list[Block]:
+def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
+           judged: Collection[tuple[str, int]] = ()) -> list[Block]:
     """The run's blocks: jobs grouped by ``Job.block``, each with its workloads' reference jobs, in an order
-    that keeps every pair of ``pairs`` adjacent; sweep jobs go to their case's block, after the rounds."""
+    that keeps every pair of ``pairs`` adjacent; sweep jobs go to their case's block, after the rounds.
+    ``judged`` (case, concurrency) are measured every round though in no pair: a claim bounds them alone."""
     main = [job for job in jobs if not job.sweep]
     by_key = {(job.case.key, job.concurrency, job.setup): job for job in main}
     grouped: dict[str, list[Job]] = {}
@@ -216,7 +218,8 @@ def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int)
                  for c in [p.concurrency or profile_concurrency]
                  if (p.numerator, c) in at and (p.denominator, c) in at]
         paired = {job for edge in edges for job in edge}
-        result.append(Block(name, sequence(members, edges), alone=frozenset(j for j in members if j not in paired)))
+        alone = frozenset(j for j in members if j not in paired and (j.case.key, j.concurrency) not in judged)
+        result.append(Block(name, sequence(members, edges), alone=alone))
     index = {block.name: block for block in result}
     for job in jobs:
         if job.sweep:

@@ -23,7 +23,8 @@ from typing import Any
 
 from app.catalogue import SCENARIOS, Scenario, select
 from app.data_folder import LARGE_FILE, SMALL_FILE
-from loadtests.findings import FINDINGS, scenario_of
+from loadtests.claims import scenario_of
+from loadtests.findings import FINDINGS
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def cases_for(scenario: Scenario, seconds: float) -> list[Case]:
 ARTICLE_FOUR = ("wait/sync/time", "wait/async-blocking/time", "wait/async/asyncio", "wait/threadpool/time")
 #: Every scenario a required finding judges: a profile without one of them cannot pass.
 REQUIRED = tuple(dict.fromkeys(
-    scenario.id for f in FINDINGS if f.required for case in (f.numerator, f.denominator) if (scenario := scenario_of(case))
+    scenario.id for f in FINDINGS if f.required for case in f.cases if (scenario := scenario_of(case))
 ))
 PG_SLEEP_TWINS = (
     "pg_sleep/sync/psycopg2", "pg_sleep/async-blocking/psycopg2", "pg_sleep/async/asyncpg", "pg_sleep/threadpool/psycopg2",

@@ -43,6 +43,7 @@ from app.catalogue import Style
 from app.settings import Settings
 from db.server_stats import ServerStats
 from loadtests.ab import AbError, AbRun
+from loadtests.claims import PING_METRICS
 from loadtests.errors import HarnessError
 from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
 from loadtests.model import Prediction, ServerShape, efficiency, predict
@@ -145,8 +146,8 @@ def finding_jobs(jobs: list[Job], findings: tuple[Finding, ...]) -> list[Job]:
     cases = {job.case.key: job.case for job in jobs if not job.sweep}
     extra = []
     for finding in findings:
-        if finding.concurrency and finding.numerator in cases and finding.denominator in cases:
-            for key in (finding.numerator, finding.denominator):
+        if finding.concurrency and all(key in cases for key in finding.cases):
+            for key in finding.cases:
                 if (key, finding.concurrency) not in planned:
                     planned.add((key, finding.concurrency))
                     extra.append(Job(cases[key], finding.concurrency, for_finding=finding.id))
@@ -222,10 +223,10 @@ def fetch_config(url: str) -> dict[str, Any]:
     return config
 
 
-def sample_seconds(profile: Profile, case: str | None = None) -> float:
+def sample_seconds(profile: Profile, case: str | None = None, findings: tuple[Finding, ...] = FINDINGS) -> float:
     """How long a window lasts at least: the profile's, and for a case a /ping finding judges, long enough
     for the probe's samples."""
-    pinged = case is None or any(f.metric == "ping_p50_ms" and case in (f.numerator, f.denominator) for f in FINDINGS)
+    pinged = case is None or any(f.metric in PING_METRICS and case in f.cases for f in findings)
     return max(profile.measure_seconds, PROBES_PER_SAMPLE * profile.ping_interval if pinged else 0.0)
 
 
@@ -270,6 +271,8 @@ class Harness:
     #: Judges the findings on what was measured so far, at a confidence level (the run's findings and shape).
     judge: Callable[[list[Record], float], list[Verdict]] = field(
         default=lambda records, confidence: evaluate_all(records, {}, confidence=confidence))
+    #: The claims the run judges (windows of a case a /ping claim reads last long enough for the probe).
+    findings: tuple[Finding, ...] = FINDINGS
     #: Count each database case's wire work through the wire proxy before the rounds (needs a TCP database URL).
     count_work: bool = True
     records: list[Record] = field(default_factory=list)
@@ -366,14 +369,13 @@ class Harness:
                          if v.finding.required and v.status == "inconclusive"]
             if not unsettled:
                 return
-            wanted = {(case, concurrency or self.profile.concurrency) for f in unsettled
-                      for case, concurrency in ((f.numerator, f.concurrency), (f.denominator, f.concurrency))}
+            wanted = {(case, f.concurrency or self.profile.concurrency) for f in unsettled for case in f.cases}
             extra = []
             for block in self.blocks:
                 jobs = [job for job in block.jobs if (job.case.key, job.concurrency) in wanted and not job.variant]
                 if jobs:
                     at = {(job.case.key, job.concurrency): job for job in jobs}
-                    edges = [(at[(f.numerator, c)], at[(f.denominator, c)]) for f in unsettled
+                    edges = [(at[(f.numerator, c)], at[(f.denominator, c)]) for f in unsettled if f.denominator
                              for c in [f.concurrency or self.profile.concurrency]
                              if (f.numerator, c) in at and (f.denominator, c) in at]
                     extra.append(Block(block.name, sequence(jobs, edges)))
@@ -612,7 +614,7 @@ class Harness:
         earlier = median([r for rec in self.records if rec["case"] == job.case.key
                           and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
         expected = earlier or predicted_rps
-        seconds, warm = sample_seconds(self.profile, job.case.key), 0.0
+        seconds, warm = sample_seconds(self.profile, job.case.key, self.findings), 0.0
         rate = max(expected, 1e-3)
         if prediction.bound.startswith("pool"):
             # Each step queues for a connection again, so a small pool serves the c clients in phases (all first

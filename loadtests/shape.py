@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalogue import DRIVERS
-from loadtests.findings import MIN_EFFECT, Verdict, scenario_of
+from loadtests.claims import scenario_of
+from loadtests.findings import MIN_EFFECT, Verdict
 from loadtests.model import ServerShape, capacity
 
 
@@ -130,6 +131,8 @@ def consequences(verdicts: Iterable[Verdict], run: dict[str, Any]) -> list[Shape
     found = []
     for verdict in verdicts:
         finding = verdict.finding
+        if finding.denominator is None:  # a bound on one case: no ratio for the shape to predict
+            continue
         num, den = scenario_of(finding.numerator), scenario_of(finding.denominator)
         if verdict.status not in ("fail", "inconclusive") or finding.metric != "rps" or num is None or den is None:
             continue

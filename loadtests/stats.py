@@ -93,6 +93,17 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interva
     return _log_interval(logs, confidence) if logs else None
 
 
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval | None:
+    """The arithmetic mean of ``values`` with its t-interval: for figures that may be 0 (an error rate, a count)."""
+    if not values:
+        return None
+    n, mean = len(values), float(np.mean(values))
+    if n < 2:
+        return Interval(mean, mean, math.inf, n, confidence)
+    half = t_quantile(n - 1, confidence) * float(np.std(values, ddof=1)) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, confidence)
+
+
 def ratio_interval(pairs: Sequence[tuple[float, float]], confidence: float = CONFIDENCE) -> Interval | None:
     """The ratio a/b over paired repetitions: a paired t-interval on log(a_i / b_i)."""
     logs = [math.log(a / b) for a, b in pairs if a and b and a > 0 and b > 0]

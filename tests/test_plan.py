@@ -10,7 +10,7 @@ from synthetic import make_record
 from app.catalogue import SCENARIOS_BY_ID
 from app.settings import Settings
 from loadtests.budget import peak
-from loadtests.findings import FINDINGS
+from loadtests.findings import FINDINGS, finding_pairs
 from loadtests.pairing import compare, round_log_ratios
 from loadtests.plan import Block, Job, blocks, comparisons, sequence
 from loadtests.profiles import PROFILES, cases_for
@@ -41,14 +41,14 @@ def default_plan() -> tuple[list[Block], list[Job]]:
     profile = PROFILES["default"]
     jobs = [Job(case, profile.concurrency) for case in profile.cases()]
     jobs += finding_jobs(jobs, FINDINGS)
-    pairs = comparisons([(f.id, f.numerator, f.denominator, f.concurrency) for f in FINDINGS])
+    pairs = comparisons(finding_pairs(FINDINGS))
     return blocks(jobs, pairs, profile.concurrency), jobs
 
 
 def test_every_pair_of_the_default_profile_is_side_by_side_or_through_the_reference() -> None:
     planned, jobs = default_plan()
     assert {j for b in planned for j in b.jobs} == set(jobs)  # every case measured, in some block
-    pairs = comparisons([(f.id, f.numerator, f.denominator, f.concurrency) for f in FINDINGS])
+    pairs = comparisons(finding_pairs(FINDINGS))
     measured = {j.case.key for j in jobs}
     for pair in pairs:
         if pair.numerator not in measured or pair.denominator not in measured:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import signal
 import sys
+import time
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import httpx
 import typer
@@ -21,8 +23,11 @@ from rich.table import Table
 from app.catalogue import DRIVERS, SCENARIOS_BY_ID, WORKLOADS, Style
 from app.settings import Settings
 from db.wire_proxy.rtt import MAX_RTT_MS, parse_rtt_ms
+from loadtests import check
 from loadtests.ab import find_ab, normalise_target
-from loadtests.budget import connection_budget
+from loadtests.budget import Budget, connection_budget
+from loadtests.check import SetupRun
+from loadtests.claims import Claim, ClaimsError, load, schema_text
 from loadtests.compare import ComparisonResult, compare_folders
 from loadtests.environment import environment
 from loadtests.errors import (
@@ -37,14 +42,17 @@ from loadtests.errors import (
     raise_terminated,
 )
 from loadtests.findings import FINDINGS, Verdict, evaluate_all, finding_pairs, required_failures, required_unsettled
-from loadtests.plan import Block, Job, blocks, comparisons
-from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
+from loadtests.plan import Block, Job, Pair, blocks, comparisons
+from loadtests.profiles import PROFILES, RTT_DRIVERS, Profile, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
 from loadtests.runner import Harness, fetch_config, finding_jobs, server_settings
 from loadtests.shape import Difference, consequences, differences, matching_command, run_differences
 from loadtests.stability import series
 from loadtests.stats import Looks
 from loadtests.steady import MIN_COMPLETIONS
+
+if TYPE_CHECKING:
+    from db.bootstrap import Database
 
 console = Console()
 cli = typer.Typer(add_completion=False, rich_markup_mode="rich")
@@ -489,6 +497,24 @@ def main_command(
             database.close()
             raise fail(budget.describe())
     folder = RunFolder(out or default_run_dir(profile.name))
+    try:
+        exit_code, _ = _execute(folder, profile, planned, pairs, jobs, settings=settings, database=database, budget=budget,
+                                target_url=target_url, ab_path=ab_path, keepalive=keepalive, requests=requests,
+                                compatibility=pgbouncer, compare=compare,
+                                selection=bool(workloads or styles or drivers or chosen or rtt_levels))
+    finally:
+        if database is not None:
+            database.close()
+    raise typer.Exit(exit_code)
+
+
+def _execute(folder: RunFolder, profile: Profile, planned: list[Block], pairs: list[Pair], jobs: list[Job], *,
+             settings: Settings, database: Database | None, budget: Budget | None, target_url: str | None, ab_path: str,
+             keepalive: bool, requests: int | None, compatibility: bool, compare: Path | None, selection: bool,
+             claims: tuple[Claim, ...] | None = None, prepare_database: bool = True, link: bool = True) -> tuple[int, list[Verdict]]:
+    """Measure ``planned`` into ``folder``, render its report, print the verdicts: (exit code, verdicts).
+
+    ``claims``: a team's claims, recorded in run.json (the run judges them, not iobench's findings)."""
     samples = sum(block.samples(profile.repeat) + len(block.sweeps) for block in planned)
     looks = Looks.planned(profile.repeat, profile.max_repeat)
     console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(planned)} blocks x {profile.repeat} rounds, "
@@ -501,30 +527,33 @@ def main_command(
         else:
             from app.prepare import prepare
 
-            console.print(f"database: {database.describe()}; preparing (migrate, seed {settings.seed_rows} rows) ...")
-            prepare(database.url, settings)
+            if prepare_database:
+                console.print(f"database: {database.describe()}; preparing (migrate, seed {settings.seed_rows} rows) ...")
+                prepare(database.url, settings)
             source = database.source
             assert budget is not None
             console.print(budget.describe(), highlight=False)
             folder.write_run(connection_budget=budget.to_dict())
             if rtts := sorted({job.rtt_ms for job in jobs if job.rtt_ms}):
                 folder.write_run(rtt_measured=_measure_rtts(database.url, rtts))
-            if pgbouncer:
+            if compatibility:
                 folder.write_run(pgbouncer=_measure_compatibility(database.url))
+        judged = FINDINGS if claims is None else claims
         folder.write_run(
             profile=profile.to_dict(), command=sys.argv, status="running", planned=samples,
             started=datetime.now(UTC).isoformat(timespec="seconds"), environment=environment(ab_path, source),
-            findings=[f.id for f in FINDINGS], error=None, drivers=[d.to_dict() for d in DRIVERS],
-            looks=looks.to_dict(), selection=bool(workloads or styles or drivers or chosen or rtt_levels),
+            findings=[f.id for f in judged], error=None, drivers=[d.to_dict() for d in DRIVERS],
+            looks=looks.to_dict(), selection=selection,
             # What a selection measures: findings with a case outside it are not judged (findings.evaluate_all).
             selected_cases=sorted({job.case.key for block in planned for job in (*block.sequence, *block.sweeps)}),
             blocks=[{"name": b.name, "sequence": [j.label for j in b.sequence], "sweeps": [j.label for j in b.sweeps]}
                     for b in planned],
             pairs=[{"numerator": p.numerator, "denominator": p.denominator, "why": p.why, "concurrency": p.concurrency}
                    for p in pairs],
+            **({} if claims is None else {"claims": [claim.model_dump(mode="json") for claim in claims]}),
         )
         Harness(profile, planned, pairs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
-                requests=requests,
+                requests=requests, findings=judged,
                 judge=lambda records, level: evaluate_all(records, folder.run, confidence=level)).run()
     except Terminated:
         exit_code, status, error = EXIT_SIGTERM, "interrupted", "stopped by SIGTERM"
@@ -537,18 +566,17 @@ def main_command(
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         folder.write_run(status=status, error=error, finished=datetime.now(UTC).isoformat(timespec="seconds"))
-        if database is not None:
-            database.close()
     if error:
         console.print(f"[bold red]{status}:[/bold red] {escape(error)}", highlight=False)  # a log tail is no markup
     report, run, verdicts = _render(folder.path, compare)
-    _link_latest(folder.path)
+    if link:
+        _link_latest(folder.path)
     _print_shape(run, verdicts)
     _print_verdicts(verdicts)
     exit_code = exit_code or verdict_code(verdicts)
     folder.write_run(exit_code=exit_code, verdicts=[v.to_dict() for v in verdicts])
     console.print(f"report: {report} (and {report.with_suffix('.html').name})")
-    raise typer.Exit(exit_code)
+    return exit_code, verdicts
 
 
 @cli.command("report", help="Render report.md, report.html and the plots of an existing run folder again, "
@@ -565,6 +593,137 @@ def report_command(
     _print_verdicts(verdicts)
     console.print(f"report: {report}")
     raise typer.Exit(verdict_code(verdicts))
+
+
+#: Exit codes after which a check measures no further setup.
+_STOPPED = (EXIT_SIGINT, EXIT_SIGTERM, HarnessError.exit_code)
+
+
+def _claims_error(file: str, claim: Claim, field: str, message: str) -> typer.Exit:
+    return fail(str(ClaimsError(file, claim.id, field, message)))
+
+
+def _over_budget_field(run: SetupRun) -> tuple[Claim, str]:
+    """The claim and setup key to name when a setup's pools do not fit the server."""
+    for key in ("pool_max", "workers", "threadpool_tokens", "pgbouncer"):
+        for claim in run.claims:
+            if getattr(claim.setup, key):
+                return claim, f"setup.{key}"
+    return run.claims[0], "setup.pool_max"
+
+
+@cli.command("check", help="Check a team's own architecture claims: measure only the cases the claims files name (one "
+             "server per distinct setup, compared cases side by side in the same interleaved rounds as a run), judge "
+             "each claim on its 95% interval, and write one run folder per setup under runs/STAMP-check/ (check.json "
+             "says which claims and cases each measured), JUnit XML (--junit) and a Markdown summary (--summary). "
+             "The claims file format: README.md, \"Check your own architecture claims\"; its JSON Schema: "
+             "`iobench-load claims-schema`. Exit status: 0 every required claim passed, 1 one failed, 2 a bad claims "
+             "file or option (named by file, claim and field; nothing started), 3 the environment failed, 4 a required "
+             "claim inconclusive, not measured or not testable here.")
+def check_command(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Claims files (TOML).", show_default=False)] = None,
+    claims_files: Annotated[Optional[list[Path]], typer.Option("--claims", help="A claims file (repeatable), as an argument would.")] = None,
+    junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Also write the JUnit XML here (one test case per claim).")] = None,
+    summary_path: Annotated[Optional[Path], typer.Option("--summary", help="Also write the Markdown summary here (e.g. a CI job summary).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="The check folder. Default: runs/UTC-STAMP-check.")] = None,
+    profile_name: Annotated[str, typer.Option("--profile", "-p", help="The base every setup key a claim omits comes from "
+                                              "(S, clients, threadpool, pools, workers), with its rounds and windows.")] = "quick",
+    repeat: Annotated[Optional[int], typer.Option("--repeat", "-k", help="Rounds per setup. Default: the profile's.")] = None,
+    max_repeat: Annotated[Optional[int], typer.Option(help="Rounds a required claim may grow to while inconclusive. Default: the profile's.")] = None,
+    list_only: Annotated[bool, typer.Option("--list", help="Print the setups, their claims and cases, and exit.")] = False,
+) -> None:
+    paths = [*(files or []), *(claims_files or [])]
+    if not paths:
+        raise fail("check needs at least one claims file (iobench-load check FILE... or --claims FILE)")
+    for path in paths:
+        if not path.is_file():
+            raise fail(f"{path}: no such claims file")
+    try:
+        loaded = load(paths)
+    except ClaimsError as exc:
+        raise fail(str(exc)) from None
+    file_of = {claim.id: file for file, claim in loaded}
+    claims = tuple(claim for _, claim in loaded)
+    for claim in claims:
+        if claim.far:
+            raise _claims_error(file_of[claim.id], claim, "setup.db_rtt_ms", "\"largest\" judges a run of several RTT "
+                                "levels (iobench-load --rtt-levels); a check measures one RTT per setup: give milliseconds")
+    if profile_name not in PROFILES or PROFILES[profile_name].fixed_requests:
+        raise fail(f"--profile takes a steady-window profile: {', '.join(n for n, p in PROFILES.items() if not p.fixed_requests)}")
+    for name, value in (("--repeat", repeat), ("--max-repeat", max_repeat)):
+        if value is not None and value < 2:
+            raise fail(f"{name} must be >= 2 (an interval needs two rounds), got {value}")
+    if out is not None and out.exists():
+        raise fail(f"--out {out} already exists; choose a new folder (runs are never mixed)")
+    base = PROFILES[profile_name]
+    if repeat is not None or max_repeat is not None:
+        rounds = repeat or base.repeat
+        base = dataclasses.replace(base, repeat=rounds, max_repeat=max(rounds, max_repeat or rounds))
+    runs = check.plan(claims, base)
+    if list_only:
+        for run in runs:
+            console.print(f"[bold]{run.name}[/bold] ({escape(run.setup.describe())}): claims {', '.join(c.id for c in run.claims)}",
+                          highlight=False)
+            _list(list(run.planned), run.profile.repeat)
+        raise typer.Exit(0)
+    try:
+        ab_path = find_ab()
+        if any(run.setup.pgbouncer for run in runs):
+            _find_pgbouncer()
+    except HarnessError as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    from app.prepare import locate
+
+    database = locate(server_settings(Settings(), runs[0].profile))
+    try:
+        budgets = []
+        for run in runs:
+            settings = server_settings(Settings(), run.profile).model_copy(update={"database_url": database.url})
+            budget = connection_budget(settings, list(run.planned), run.profile.pgbouncer_pool_size)
+            if not budget.fits:  # before any folder, server or load
+                claim, field = _over_budget_field(run)
+                raise _claims_error(file_of[claim.id], claim, field, budget.describe())
+            budgets.append((settings, budget))
+        folder = out or default_run_dir("check")
+        folder.mkdir(parents=True)
+        record = {"command": sys.argv, "profile": profile_name, "files": [str(p) for p in paths],
+                  "claims": [{"file": file, **claim.model_dump(mode="json")} for file, claim in loaded],
+                  "setups": [run.to_dict() for run in runs]}
+        (folder / check.CHECK).write_text(json.dumps(record, indent=2))
+        started, exit_code, verdicts = time.monotonic(), 0, {}
+        for index, (run, (settings, budget)) in enumerate(zip(runs, budgets, strict=True)):
+            if exit_code in _STOPPED:
+                break
+            console.print(f"[bold]{run.name}[/bold]: {escape(run.setup.describe())}; claims "
+                          f"{', '.join(c.id for c in run.claims)}; cases {escape(', '.join(run.cases))}", highlight=False)
+            code, found = _execute(RunFolder(folder / run.name), run.profile, list(run.planned), list(run.pairs),
+                                   list(run.jobs), settings=settings, database=database, budget=budget, target_url=None,
+                                   ab_path=ab_path, keepalive=run.setup.keepalive, requests=None, compatibility=False,
+                                   compare=None, selection=True, claims=run.claims, prepare_database=index == 0, link=False)
+            verdicts.update({v.finding.id: v for v in found})
+            exit_code = code if code in _STOPPED else exit_code
+    finally:
+        database.close()
+    judged = [(file_of[c.id], verdicts.get(c.id) or evaluate_all([], {}, (c,))[0]) for c in claims]
+    exit_code = exit_code or verdict_code([v for _, v in judged])
+    xml = check.junit(judged, time.monotonic() - started)
+    text = check.summary(judged, runs, exit_code, folder)
+    for written, content in ((folder / check.JUNIT, xml), (junit_path, xml), (folder / check.SUMMARY, text), (summary_path, text)):
+        if written is not None:
+            written.parent.mkdir(parents=True, exist_ok=True)
+            written.write_text(content)
+    (folder / check.CHECK).write_text(json.dumps({**record, "exit_code": exit_code, "seconds": round(time.monotonic() - started),
+                                                  "verdicts": [{"file": f, **v.to_dict()} for f, v in judged]}, indent=2))
+    _link_latest(folder)
+    console.print(f"check: {len(judged)} claims, {len(runs)} setup(s), exit {exit_code}; {folder / check.SUMMARY}"
+                  + (f", JUnit {junit_path}" if junit_path else ""), highlight=False)
+    raise typer.Exit(exit_code)
+
+
+@cli.command("claims-schema", help="Print the claims file's JSON Schema (the one loadtests/claims/schema.json publishes).")
+def claims_schema_command() -> None:
+    sys.stdout.write(schema_text())
 
 
 def _print_comparison(result: ComparisonResult) -> None:

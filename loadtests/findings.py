@@ -365,12 +365,20 @@ def _explain_bound(finding: Finding, records: list[Record]) -> str:
     return cpu + finding.why
 
 
-def evaluate_all(records: list[Record], run: dict[str, Any], findings: tuple[Finding, ...] = FINDINGS,
+def findings_of(run: dict[str, Any]) -> tuple[Finding, ...]:
+    """The claims a run judges: those its run.json records (``iobench-load check``), else iobench's own findings."""
+    recorded = run.get("claims")
+    return tuple(Claim.model_validate(claim) for claim in recorded) if recorded else FINDINGS
+
+
+def evaluate_all(records: list[Record], run: dict[str, Any], findings: tuple[Finding, ...] | None = None,
                  confidence: float | None = None) -> list[Verdict]:
-    """Every finding's verdict, at ``confidence`` (default: the run's own looks, as run.json records them)."""
+    """Every finding's verdict (default: the run's own, ``findings_of``), at ``confidence`` (default: the run's
+    own looks, as run.json records them)."""
     declared = Declared.from_run(run)
     level = confidence or float((run.get("looks") or {}).get("confidence") or CONFIDENCE)
-    return [_unselected(finding, run) or evaluate(finding, records, declared, level) for finding in findings]
+    return [_unselected(finding, run) or evaluate(finding, records, declared, level)
+            for finding in (findings_of(run) if findings is None else findings)]
 
 
 def _unselected(finding: Finding, run: dict[str, Any]) -> Verdict | None:

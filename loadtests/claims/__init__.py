@@ -195,6 +195,9 @@ def problems(claim: Claim) -> list[tuple[str, str]]:
     if claim.threshold == "model" and (claim.baseline is None or claim.metric not in MODEL_METRICS):
         found.append(("threshold", f"\"model\" needs a ratio of two cases (a baseline) of {' or '.join(MODEL_METRICS)}; "
                       f"give a number for {claim.metric}" + ("" if claim.baseline else " against one case")))
+    if not found and claim.baseline is not None and claim.baseline.split("/")[0] != claim.scenario.split("/")[0]:
+        found.append(("baseline", "a ratio pairs two cases of one workload, measured side by side; "
+                      f"{claim.scenario.split('/')[0]} and {claim.baseline.split('/')[0]} differ"))
     if claim.baseline is not None and claim.baseline == claim.scenario:
         found.append(("baseline", "the same case as scenario: the ratio is 1 by construction"))
     if claim.baseline is not None and claim.metric == "error_rate":

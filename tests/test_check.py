@@ -118,7 +118,7 @@ def _verdict(claim_id: str, status: Status, required: bool = True) -> tuple[str,
     claims = {claim.id: claim for _, claim in load(sorted(EXAMPLES.glob("*.toml")))}
     claim = claims[claim_id].model_copy(update={"required": required})
     ratio = Interval(1.3, 1.1, 1.5, 3)
-    return "examples/claims/database.toml", Verdict(claim, status, ratio, ratio, Bar(1.0, None, "'faster' at all"),  # type: ignore[arg-type]
+    return "examples/claims/database.toml", Verdict(claim, status, ratio, ratio, Bar(1.0, None, "'faster' at all"),
                                                      None, None, None, None, 3, "because")
 
 

@@ -595,8 +595,8 @@ def report_command(
     raise typer.Exit(verdict_code(verdicts))
 
 
-#: Exit codes after which a check measures no further setup.
-_STOPPED = (EXIT_SIGINT, EXIT_SIGTERM, HarnessError.exit_code)
+#: Exit codes after which a check measures no further setup (a setup whose service died does not stop the others).
+_STOPPED = (EXIT_SIGINT, EXIT_SIGTERM)
 
 
 def _claims_error(file: str, claim: Claim, field: str, message: str) -> typer.Exit:
@@ -702,7 +702,7 @@ def check_command(
                                    ab_path=ab_path, keepalive=run.setup.keepalive, requests=None, compatibility=False,
                                    compare=None, selection=True, claims=run.claims, prepare_database=index == 0, link=False)
             verdicts.update({v.finding.id: v for v in found})
-            exit_code = code if code in _STOPPED else exit_code
+            exit_code = code if code in (*_STOPPED, HarnessError.exit_code) else exit_code
     finally:
         database.close()
     judged = [(file_of[c.id], verdicts.get(c.id) or evaluate_all([], {}, (c,))[0]) for c in claims]

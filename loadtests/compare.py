@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from loadtests.findings import FINDINGS, Finding, Status, evaluate_all, finding_pairs
+from loadtests.findings import Finding, Status, evaluate_all, finding_pairs, findings_of
 from loadtests.legacy import upgrade
 from loadtests.pairing import compare
 from loadtests.plan import comparisons
@@ -181,7 +181,7 @@ def compare_runs(
     new_run: dict[str, Any] | None = None,
     old_label: str = "old run",
     new_label: str = "this run",
-    findings: tuple[Finding, ...] = FINDINGS,
+    findings: tuple[Finding, ...] | None = None,
 ) -> ComparisonResult:
     """The findings' ratios and verdicts, the other paired ratios, and each case's absolute rate, run against run."""
     new_records, old_records = upgrade(new_records), upgrade(old_records)
@@ -190,6 +190,7 @@ def compare_runs(
     cases = list(new) + [case for case in old if case not in new]
     rows = [_row(case, old.get(case), new.get(case), tolerance) for case in cases]
     changes, unchanged, ratios = [], [], []
+    findings = findings_of(new_run or {}) if findings is None else findings  # a check's run judges its own claims
     before_all = evaluate_all(old_records, old_run or {}, findings)
     after_all = evaluate_all(new_records, new_run or {}, findings)
     for before, after in zip(before_all, after_all, strict=True):

@@ -9,14 +9,16 @@ from pathlib import Path
 import psutil
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
+from synthetic import make_record, make_run, write_folder
 from typer.testing import CliRunner
 
 from loadtests import check
 from loadtests.claims import load
 from loadtests.cli import cli
 from loadtests.errors import EXIT_USAGE
-from loadtests.findings import Bar, Status, Verdict
+from loadtests.findings import Bar, Status, Verdict, evaluate, evaluate_all
 from loadtests.profiles import PROFILES
+from loadtests.results import REPORT, read_run
 from loadtests.stats import Interval
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -149,3 +151,35 @@ def test_the_summary_fits_a_ci_job_summary() -> None:
     text = check.summary(verdicts, check.plan(claims, PROFILES["quick"]), 1, Path("runs/x-check"))
     assert text.startswith("### iobench claims: required claims failed: async-over-sync-5ms")
     assert "| async-over-sync-5ms: " in text and "**FAIL**" in text and len(text.splitlines()) < 20
+
+
+def test_a_bound_is_judged_on_the_interval_of_the_cases_own_value() -> None:
+    claims = {claim.id: claim for _, claim in load(sorted(EXAMPLES.glob("*.toml")))}
+    lookups = [make_record("lookup/sync/psycopg2", round=r, noise=n) for r, n in enumerate((1.0, 0.97, 1.03))]
+    trips = evaluate(claims["autocommit-one-round-trip-psycopg2"], lookups, None)
+    assert trips.status == "pass" and trips.ratio is not None and trips.ratio.center == 2.0 and trips.threshold == 2.0
+    errors = evaluate(claims["pgbouncer-asyncpg"], [make_record("lookup/async/asyncpg", round=r) for r in range(3)], None)
+    assert errors.status == "pass" and errors.ratio is not None and errors.ratio.center == 0.0, errors.reason
+    broken = [make_record("lookup/async/asyncpg", round=r) for r in range(3)]
+    for record in broken:
+        assert record["ab"] is not None
+        record["ab"]["non_2xx"] = record["ab"]["complete"] // 10  # a tenth answered 503
+    assert evaluate(claims["pgbouncer-asyncpg"], broken, None).status == "fail"
+    files = [make_record("file/async/aiofiles[large.bin]", round=r, c=8, ping_p50=p, for_finding="x")
+             for r, p in enumerate((10.0, 12.0, 11.0))]  # p99 is twice the median: about 22 ms, under 50
+    assert evaluate(claims["aiofiles-keeps-ping-fast"], files, None).status == "pass"
+    slow = [make_record("file/async/aiofiles[large.bin]", round=r, c=8, ping_p50=p, for_finding="x")
+            for r, p in enumerate((10.0, 30.0, 20.0))]
+    assert evaluate(claims["aiofiles-keeps-ping-fast"], slow, None).status == "inconclusive"
+    assert evaluate(claims["aiofiles-keeps-ping-fast"], lookups, None).status == "not measured"
+
+
+def test_report_judges_a_check_folder_by_the_claims_it_records(tmp_path: Path) -> None:
+    claims = [claim for _, claim in load([EXAMPLES / "database.toml"]) if claim.id.startswith("autocommit")]
+    records = [make_record(key, round=r) for r in range(3) for key in ("lookup/sync/psycopg2", "lookup/async/asyncpg")]
+    folder = write_folder(tmp_path / "setup-1", records,
+                          make_run(records, claims=[claim.model_dump(mode="json") for claim in claims]))
+    result = CliRunner().invoke(cli, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert [v.finding.id for v in evaluate_all(*reversed(read_run(folder)))] == [claim.id for claim in claims]
+    assert "autocommit-one-round-trip-asyncpg" in (folder / REPORT).read_text()

@@ -707,6 +707,9 @@ def check_command(
         database.close()
     judged = [(file_of[c.id], verdicts.get(c.id) or evaluate_all([], {}, (c,))[0]) for c in claims]
     exit_code = exit_code or verdict_code([v for _, v in judged])
+    for _, verdict in judged:
+        if verdict.bar and verdict.bar.source != "claim":  # a threshold from the model says how it was derived
+            console.print(f"{verdict.finding.id}: threshold {escape(verdict.bar.reason)}", highlight=False)
     xml = check.junit(judged, time.monotonic() - started)
     text = check.summary(judged, runs, exit_code, folder)
     for written, content in ((folder / check.JUNIT, xml), (junit_path, xml), (folder / check.SUMMARY, text), (summary_path, text)):

@@ -63,9 +63,9 @@ def _case(key: str, seconds: float) -> Case:
     return next(case for case in cases_for(scenario, seconds) if case.key == key)
 
 
-def _jobs(claims: Sequence[Claim], profile: Profile, setup: Setup) -> list[Job]:
+def _jobs(claims: Sequence[Claim], profile: Profile, setup: Setup) -> tuple[list[Job], list[tuple[str, str, str, int | None]]]:
     """The claims' cases at their concurrency (the profile's, else an extra measurement of its own), plus the
-    reference that pairs two compared cases of different blocks."""
+    reference that pairs two compared cases of different blocks, and the pairs with it that chain them."""
     via = "pgbouncer" if setup.pgbouncer else "direct"
     jobs: dict[tuple[str, int], Job] = {}
 
@@ -78,6 +78,7 @@ def _jobs(claims: Sequence[Claim], profile: Profile, setup: Setup) -> list[Job]:
     for claim in claims:
         for key in claim.cases:
             add(key, claim)
+    chains = []
     for claim in claims:
         if claim.denominator is None:
             continue
@@ -85,7 +86,9 @@ def _jobs(claims: Sequence[Claim], profile: Profile, setup: Setup) -> list[Job]:
         workload = a.case.scenario.workload.name
         if a.block != b.block and workload in TABLE_WORKLOADS:
             add(reference(workload), claim)
-    return list(jobs.values())
+            chains += [(f"{claim.id} through the reference", key, reference(workload), claim.concurrency)
+                       for key in claim.cases if key != reference(workload)]
+    return list(jobs.values()), chains
 
 
 def plan(claims: Sequence[Claim], base: Profile) -> list[SetupRun]:
@@ -105,8 +108,8 @@ def plan(claims: Sequence[Claim], base: Profile) -> list[SetupRun]:
             db_rtt_ms=float(rtt) if isinstance(rtt, float | int) else base.db_rtt_ms,
             scenario_ids=tuple(dict.fromkeys(s.id for c in members for key in c.cases if (s := scenario_of(key)))),
             sweep_ids=(), rtt_levels=(), pgbouncer=False, worker_levels=(), all_to_reference=False)
-        jobs = _jobs(members, profile, setup)
-        pairs = comparisons(finding_pairs(members))
+        jobs, chains = _jobs(members, profile, setup)
+        pairs = comparisons(finding_pairs(members) + chains)
         judged = {(key, c.concurrency or profile.concurrency) for c in members if c.denominator is None for key in c.cases}
         runs.append(SetupRun(number, setup, tuple(members), profile, tuple(jobs), tuple(pairs),
                              tuple(blocks(jobs, pairs, profile.concurrency, judged))))

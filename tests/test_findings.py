@@ -144,7 +144,7 @@ def test_exit_codes_order_failed_before_inconclusive() -> None:
 def test_a_server_shaped_otherwise_is_judged_against_the_profile() -> None:
     # --pool-max 1: the bar stays the profile's; the model's ratio for this server explains the fail.
     f2 = FINDINGS_BY_ID["F2-asyncpg"]
-    tiny = [make_record(key, round=r, eff=1.0) for r in range(3) for key in (f2.numerator, f2.denominator)]
+    tiny = [make_record(key, round=r, eff=1.0) for r in range(3) for key in f2.cases]
     for record in tiny:
         assert record["steady"] is not None
         record["steady"]["rps"] = 10.0  # both bound by a pool of 1
@@ -153,10 +153,10 @@ def test_a_server_shaped_otherwise_is_judged_against_the_profile() -> None:
 
 
 def test_every_finding_names_cases_of_the_catalogue() -> None:
-    from loadtests.findings import scenario_of
+    from loadtests.claims import scenario_of
 
     for finding in FINDINGS:
-        assert scenario_of(finding.numerator) and scenario_of(finding.denominator), finding.id
+        assert all(scenario_of(case) for case in finding.cases) and len(finding.cases) == 2, finding.id
         assert isinstance(finding, Finding)
 
 

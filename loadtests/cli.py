@@ -697,6 +697,12 @@ def check_command(
                 break
             console.print(f"[bold]{run.name}[/bold]: {escape(run.setup.describe())}; claims "
                           f"{', '.join(c.id for c in run.claims)}; cases {escape(', '.join(run.cases))}", highlight=False)
+            if index:  # a shared server: other clients may have taken connections since the check began
+                budget = connection_budget(settings, list(run.planned), run.profile.pgbouncer_pool_size)
+                if not budget.fits:
+                    console.print(f"[bold red]{run.name} not measured:[/bold red] {escape(budget.describe())}", highlight=False)
+                    exit_code = exit_code or HarnessError.exit_code
+                    continue
             code, found = _execute(RunFolder(folder / run.name), run.profile, list(run.planned), list(run.pairs),
                                    list(run.jobs), settings=settings, database=database, budget=budget, target_url=None,
                                    ab_path=ab_path, keepalive=run.setup.keepalive, requests=None, compatibility=False,

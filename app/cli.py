@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -105,6 +107,13 @@ def serve(
     if like is not None:
         typer.echo(f"shaped like the {like} profile: {settings.threadpool_tokens} threadpool tokens, pools of "
                    f"{settings.pool_max}, {settings.workers} worker(s), database {rtt_ms or 0:g} ms away")
+    # A completion log unless one is configured: a load test on this machine then counts steady windows from it
+    # (app/completions.py) rather than from ab's whole seconds. It lives in memory and goes with the service.
+    own_log = settings.completions_dir is None
+    if own_log:
+        shared_memory = Path("/dev/shm")
+        folder = tempfile.mkdtemp(prefix="iobench-completions-", dir=shared_memory if shared_memory.is_dir() else None)
+        settings = settings.model_copy(update={"completions_dir": Path(folder)})
     database = locate(settings)
     proxy: ProxyProcess | None = None
     try:
@@ -132,6 +141,8 @@ def serve(
         if proxy is not None:
             proxy.stop()
         database.close()
+        if own_log and settings.completions_dir is not None:
+            shutil.rmtree(settings.completions_dir, ignore_errors=True)
 
 
 def _profile_shape(name: str) -> dict[str, Any]:

@@ -41,6 +41,9 @@ QUIET_LATENCIES = 3
 DRAIN_MAX_S = 30.0
 #: Windows counted from ab's -g file need whole seconds inside them: at least this long.
 GNUPLOT_WINDOW_S = 3.0
+#: Whole seconds lost at the two ends of a ``-g`` window: the first partial second, and the second of rounding
+#: ``gnuplot_window`` leaves before the slowest request's start.
+GNUPLOT_ROUNDING_S = 2.0
 
 
 class Mark(Protocol):
@@ -120,8 +123,11 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
 
     ``probe`` is a /ping probe already running on the service: the sample keeps the probes scheduled in its window."""
     if log is None:
-        window = Window(window.warm_s, max(window.seconds, GNUPLOT_WINDOW_S), window.completions,
-                        max(window.max_seconds, GNUPLOT_WINDOW_S), window.quiet_s)
+        # ``gnuplot_window`` counts whole seconds and ends a slowest request (about c / X) plus a second before
+        # the stop: ab runs that much longer, so the seconds it counts are still GNUPLOT_WINDOW_S.
+        seconds = GNUPLOT_WINDOW_S + GNUPLOT_ROUNDING_S + concurrency / max(expected_rps, 1e-3)
+        window = Window(window.warm_s, max(window.seconds, seconds), window.completions,
+                        max(window.max_seconds, seconds), window.quiet_s)
     with AbRun(url, _requests_cap(concurrency, expected_rps, window), concurrency, keepalive=keepalive,
                timeout_s=timeout_s, gnuplot=log is None) as load:
         time.sleep(window.warm_s)

@@ -4,6 +4,7 @@ that judge only what they measured."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -156,6 +157,9 @@ def test_a_target_shaped_otherwise_is_named_before_the_findings(live_server: Ser
     # One scenario is a selection: the findings it does not measure are left out, and nothing went wrong.
     assert "not judged (this selection measured not all of their cases)" in output
     assert done.returncode == EXIT_PASS, output
+    # A service started without a completion log is counted from ab's -g file, in whole seconds.
+    [record] = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert record["error"] is None and record["steady"]["method"] == "ab -g whole seconds", record
 
 
 @needs_ab
@@ -166,3 +170,6 @@ def test_a_target_served_like_the_profile_has_no_difference(served_like_quick: s
     output = done.stdout + done.stderr
     assert "not shaped like" not in output and "follows from the server's shape" not in output
     assert done.returncode == EXIT_PASS, output
+    # `iobench serve` keeps a completion log of its own, which the harness on the same machine reads.
+    [record] = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert record["error"] is None and record["steady"]["method"] != "ab -g whole seconds", record

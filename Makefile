@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 INSTALLED := $(VENV)/.installed-stamp
 
-.PHONY: bench test serve quick article stability lint clean
+.PHONY: bench test serve quick article stability lint docs clean
 
 # The main job: the default benchmark profile and its concurrency sweeps against a real Postgres, report in runs/.
 bench: $(INSTALLED)
@@ -35,15 +35,22 @@ serve: $(INSTALLED)
 
 # Ruff, then mypy (strict; what it checks is [tool.mypy] in pyproject.toml). tests/test_lint.py runs both.
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check app db loadtests migrations tests
+	$(VENV)/bin/ruff check app db loadtests migrations tests docs
 	$(VENV)/bin/mypy
+
+# The documentation site (docs/: Sphinx, MyST Markdown, Furo) into DOCS_OUT; any warning fails the build:
+# a broken link, a page missing from the navigation, a reference autodoc cannot resolve. The suite runs it.
+DOCS_SRC ?= docs
+DOCS_OUT ?= docs/_build/html
+docs: $(INSTALLED)
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html $(DOCS_SRC) $(DOCS_OUT)
 
 # The service, the harness (bench), the embedded Postgres fallback and the test tools (test).
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[bench,embedded,test]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[bench,embedded,test,docs]'
 	touch $@
 
 clean:
-	rm -rf $(VENV) .iobench *.egg-info
+	rm -rf $(VENV) .iobench *.egg-info docs/_build

@@ -432,7 +432,7 @@ def select(
 
 
 def markdown_table() -> str:
-    """The catalogue as the README's scenario table (tests keep the two equal)."""
+    """The catalogue as the scenario table of docs/styles.md (tests keep the two equal)."""
     lines = ["| scenario | path | style | driver | article case |", "|---|---|---|---|---|"]
     for scenario in SCENARIOS:
         driver = scenario.driver.name if scenario.twin is None else f"{scenario.driver.name} + {scenario.twin.name}"

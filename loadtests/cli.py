@@ -840,19 +840,23 @@ def size_check_command(
                   f"({folder.path / 'run.json'})", highlight=False)
 
 
-@cli.command("readme", help="Rewrite README.md's measured sections (between <!-- results:start -->, <!-- stability:start --> "
-             "and <!-- production:start --> and their :end markers) from the run folders committed under results/ "
-             "(results/default, results/stability/*, results/production). Every number in those sections comes from "
-             "them; tests/test_readme_results.py keeps them equal.")
+@cli.command("readme", help="Rewrite the measured sections of README.md and the documentation pages (docs/*.md; each between "
+             "<!-- NAME:start --> and <!-- NAME:end -->, loadtests/readme.py's PLACES lists them) from the run folders "
+             "committed under results/ (results/default, results/stability/*, results/production). Every number in those "
+             "sections comes from them; tests/test_readme_results.py keeps them equal.")
 def readme_command(
-    readme: Annotated[Path, typer.Option(help="The README to rewrite.")] = Path("README.md"),
+    root: Annotated[Path, typer.Option(help="The project root: README.md, docs/ and results/ are under it.")] = Path("."),
 ) -> None:
-    from loadtests.readme import rewrite
+    from loadtests.readme import PLACES, rewrite
 
-    if not readme.is_file():
-        raise fail(f"no README at {readme}")
-    changed = rewrite(readme, readme.parent)
-    console.print(f"{readme}: " + (", ".join(changed) + " rewritten" if changed else "already equal to results/"))
+    missing = sorted({place.as_posix() for place, _ in PLACES if not (root / place).is_file()})
+    if missing:
+        raise fail(f"no {', '.join(missing)} under {root}")
+    try:
+        changed = rewrite(root)
+    except ValueError as error:  # a file lost a section's markers
+        raise fail(str(error)) from None
+    console.print(", ".join(changed) + " rewritten" if changed else "README.md and docs/ already equal to results/")
 
 
 def _link_latest(path: Path) -> None:

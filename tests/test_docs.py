@@ -72,6 +72,7 @@ def test_every_old_readme_section_is_in_a_page(moved: dict[str, Any]) -> None:
 
 def test_the_map_covers_every_section_the_old_readme_had() -> None:
     old = ["Two commands", "The article, and what iobench adds", "Results on our machine", "Verdicts run after run",
-           "In production", "Running the service", "PgBouncer", "Load tests", "Docker compose", "Scenarios",
+           "In production", "Running the service", "PgBouncer", "Load tests", "Check your own architecture claims",
+           "Docker compose", "Scenarios",
            "Failure behaviour", "Layout", "License"]
     assert [moved["heading"] for moved in MOVED] == old

@@ -46,7 +46,7 @@ from loadtests.plan import Block, Job, Pair, blocks, comparisons
 from loadtests.profiles import PROFILES, RTT_DRIVERS, Profile, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
 from loadtests.runner import Harness, fetch_config, finding_jobs, server_settings
-from loadtests.shape import Difference, consequences, differences, matching_command, run_differences
+from loadtests.shape import Difference, connection_shortfall, consequences, differences, matching_command, run_differences
 from loadtests.stability import series
 from loadtests.stats import Looks
 from loadtests.steady import MIN_COMPLETIONS
@@ -223,6 +223,8 @@ def verdict_code(verdicts: list[Verdict]) -> int:
 
 
 def _print_verdicts(verdicts: list[Verdict]) -> None:
+    if all(verdict.status == "not selected" for verdict in verdicts):
+        return  # a selection that judges no finding: the line above says so
     table = Table("finding", "verdict", "ratio [95% interval]", "threshold", "rounds", title="Findings")
     colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not measured": "dim", "not applicable": "dim",
                "not selected": "dim"}
@@ -484,7 +486,10 @@ def main_command(
         raise typer.Exit(exc.exit_code) from None
     target_url = _check_target(target) if target else None
     if target_url:
-        _print_differences(differences(fetch_config(target_url), profile.declared(), profile.db_rtt_ms), profile.name)
+        served = fetch_config(target_url)
+        _print_differences(differences(served, profile.declared(), profile.db_rtt_ms), profile.name)
+        if (shortfall := connection_shortfall(served)) is not None:
+            console.print(f"[bold yellow]note:[/] {escape(shortfall)}", highlight=False, soft_wrap=True)
     settings = server_settings(Settings(), profile)
     database, budget = None, None
     if not target_url:

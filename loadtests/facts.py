@@ -337,7 +337,8 @@ def fit(case: CaseSummary, run: dict[str, Any]) -> Fit:
     kind = bound_class(case.bound)
     if kind == "explained":
         shape = _shape(case, run)
-        found = explained_rps(_spent(case), shape) if shape else None
+        generators = case.generators
+        found = explained_rps(_spent(case), shape, generators.count if generators else 1) if shape else None
         expected, bound = found if found else (None, None)
         return Fit(case, kind, expected, bound, explain(case), _other_bound(case))
     return Fit(case, kind, case.predicted_rps, case.bound, explain(case))
@@ -417,6 +418,9 @@ class Facts:
     pgbouncer: PgBouncerFacts | None
     setups: SetupTable | None
     sweeps: dict[str, list[SweepRow]]
+    #: What made the load (run.json's ``load``: engine, generators asked for) and, per case, its generators.
+    load: dict[str, Any] = field(default_factory=dict)
+    generators: list[CaseSummary] = field(default_factory=list)
     #: The share of sweep points the held-out test asks the model to predict.
     target_share: float = TARGET_SHARE
     plots: list[Plot] = field(default_factory=list)
@@ -484,4 +488,6 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         pgbouncer=pgbouncer_facts(run, records),
         setups=setup_table(records),
         sweeps=_sweeps(records, held),
+        load=run.get("load") or {},
+        generators=[case for case in summarise(records) if case.generators is not None],
     )

@@ -783,6 +783,93 @@ def size_check_command(
                   f"({folder.path / 'run.json'})", highlight=False)
 
 
+@cli.command("agreement", help="Measure one case with one ab, with --generators ab processes and with Locust "
+             "(--processes local workers), one sample of each per round, in alternating rounds on one server, and print "
+             "each engine's median rate over one ab's in the same round, each generator's CPU and the service's: where "
+             "no generator is the bottleneck, the engines must agree. Writes its samples and the table to a run folder.")
+def agreement_command(
+    scenario: Annotated[str, typer.Argument(help="A scenario id, e.g. lookup/async/asyncpg or hello/async/none (see --list).")],
+    generators: Annotated[int, typer.Option(help="ab processes of the second engine (0: leave it out).")] = 2,
+    processes: Annotated[int, typer.Option(help="Locust worker processes (0: leave Locust out).")] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds: one sample of every engine each.")] = 3,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", help="Clients. Default: the profile's.")] = None,
+    window: Annotated[Optional[float], typer.Option(help="Seconds a steady window lasts at least. Default: the profile's.")] = None,
+    margin: Annotated[float, typer.Option(help="An engine agrees when its median ratio to one ab is within this share of 1.")] = 0.10,
+    profile_name: Annotated[str, typer.Option("--profile", "-p", help="The server shape and concurrency.")] = "default",
+    workers: Annotated[Optional[int], typer.Option(help="uvicorn workers. Default: the profile's.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/UTC-STAMP-agreement-PROFILE.")] = None,
+) -> None:
+    from app.prepare import locate, prepare
+    from loadtests.agreement import Engine, measure_engines
+
+    if scenario not in SCENARIOS_BY_ID:
+        raise fail(f"unknown scenario {scenario}; see --list")
+    if profile_name not in PROFILES or PROFILES[profile_name].fixed_requests:
+        raise fail(f"agreement needs a profile with steady windows, got {profile_name!r}")
+    if rounds < 1 or not 0 <= generators <= 64 or not 0 <= processes <= 64 or (generators < 2 and processes < 1):
+        raise fail("agreement needs --rounds >= 1 and a second engine: --generators 2..64 or --processes 1..64")
+    if not 0 < margin < 1 or (window is not None and not 0 < window <= 60) or (workers is not None and not 1 <= workers <= 16):
+        raise fail("agreement needs 0 < --margin < 1, 0 < --window <= 60 and 1 <= --workers <= 16")
+    if out is not None and (out / RESULTS).exists():
+        raise fail(f"--out {out} already holds a run; choose a new folder (runs are never mixed)")
+    preset = PROFILES[profile_name]
+    profile = dataclasses.replace(preset, concurrency=concurrency or preset.concurrency, workers=workers or preset.workers,
+                                  measure_seconds=window or preset.measure_seconds, repeat=rounds, max_repeat=rounds)
+    if profile.concurrency < max(generators, processes, 1):
+        raise fail(f"{max(generators, processes)} load generators need at least as many clients, got -c {profile.concurrency}")
+    try:
+        ab_path = find_ab()
+        if processes:
+            _find_locust()
+    except HarnessError as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    case = cases_for(SCENARIOS_BY_ID[scenario], profile.seconds)[0]
+    settings = server_settings(Settings(), profile)
+    database = locate(settings)
+    folder = RunFolder(out or default_run_dir(f"agreement-{profile.name}"))
+    exit_code, status, error, figures = 0, "complete", None, []
+    try:
+        settings = settings.model_copy(update={"database_url": database.url})
+        prepare(database.url, settings)
+        folder.write_run(command=sys.argv, profile=profile.to_dict(), status="running",
+                         environment=environment(ab_path, database.source), started=datetime.now(UTC).isoformat(timespec="seconds"),
+                         load={"engines": ["ab", *([f"ab x{generators}"] if generators >= 2 else []),
+                                           *([f"locust x{processes}"] if processes else [])]})
+        with ExitStack() as stack:
+            engines = [Engine("ab")]
+            if generators >= 2:
+                engines.append(Engine(f"ab x{generators}", generators=generators))
+            if processes:
+                engines.append(Engine(f"locust x{processes}", swarm=stack.enter_context(_swarm(processes, 0, "127.0.0.1", 0, folder.path))))
+            harness = Harness(profile, [], [], folder, console, settings=settings, count_work=False)
+            figures = measure_engines(harness, Job(case, profile.concurrency), engines, rounds)
+    except HarnessError as exc:
+        exit_code, status, error = exc.exit_code, "failed", str(exc)
+    except KeyboardInterrupt:
+        exit_code, status, error = EXIT_SIGINT, "interrupted", "interrupted by the user (Ctrl-C)"
+    finally:
+        database.close()
+        folder.write_run(status=status, error=error, finished=datetime.now(UTC).isoformat(timespec="seconds"),
+                         agreement={"case": case.key, "concurrency": profile.concurrency, "margin": margin, "rounds": rounds,
+                                    "engines": [f.to_dict(margin) for f in figures]})
+    if error:
+        console.print(f"[bold red]{status}:[/bold red] {escape(error)}", highlight=False)
+    table = Table("engine", "rps per round", "median rps", "/ one ab [median of rounds]", "CPU per generator, cores",
+                  "generators' CPU ms / req", "service, cores", "bound", title=f"{case.key} at c = {profile.concurrency}")
+    for found in figures:
+        agrees = found.agrees(margin)
+        verdict = "" if found.label == "ab" else (" [green]agrees[/green]" if agrees else " [yellow]differs[/yellow]"
+                                                  if agrees is False else " -")
+        table.add_row(escape(found.label), ", ".join(_fmt(r) for r in found.rates), _fmt(found.rps),
+                      ("1" if found.label == "ab" else _fmt(found.ratio)) + verdict,
+                      " · ".join(_fmt(c) for c in found.generator_cpu), _fmt(found.client_ms), _fmt(found.service_cores),
+                      escape(found.bound or "-"))
+    console.print(table)
+    console.print(f"samples: {folder.path / RESULTS}; table: {folder.path / 'run.json'} (agreement)", highlight=False)
+    raise typer.Exit(exit_code)
+
+
 @cli.command("readme", help="Rewrite README.md's measured sections (between <!-- results:start -->, <!-- stability:start --> "
              "and <!-- production:start --> and their :end markers) from the run folders committed under results/ "
              "(results/default, results/stability/*, results/production). Every number in those sections comes from "

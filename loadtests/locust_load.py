@@ -161,6 +161,9 @@ class LocustRun:
         self.report: dict[str, Any] | None = None
 
     def start(self) -> LocustRun:
+        if dead := self.swarm.dead_workers():
+            raise GeneratorLost(f"a Locust worker was lost (local worker pid {', '.join(map(str, dead))} exited) before "
+                                f"the sample of {self.url}")
         self.started_epoch, self.started_ns = time.time(), time.monotonic_ns()
         answer = self.swarm.ask({"cmd": "start", "url": self.url, "users": self.concurrency, "keepalive": self.keepalive,
                                  "workers": self.swarm.size})

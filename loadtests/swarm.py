@@ -146,16 +146,18 @@ class Master:
             return {"ok": False, "error": "; ".join(self.refused)}
         return {"ok": True, "workers": sorted(self.running)}
 
+    def missing(self) -> set[str]:
+        return {c.id for c in self.runner.clients.all if c.state == STATE_MISSING}
+
     def stop(self, workers: int) -> dict[str, Any]:
-        missing = sorted(c.id for c in self.runner.clients.all if c.state == STATE_MISSING)
-        self.runner.stop()
+        self.runner.stop()  # returns once every worker stopped its users, or went missing (no heartbeat for 3 s)
         self.reports.clear()
         # A stopped worker says it is ready again; then it answers the report request.
-        _until(lambda: set(self.ready()) >= self.running or len(self.ready()) >= workers, REPORT_S)
+        _until(lambda: self.running <= set(self.ready()) | self.missing(), REPORT_S)
         self.runner.send_message("iobench_report")
         present = set(self.ready()) & self.running
         _until(lambda: set(self.reports) >= present, REPORT_S)
-        lost = sorted((self.running - set(self.reports)) | set(missing))
+        lost = sorted((self.running - set(self.reports)) | (self.missing() & self.running))
         total = StatsEntry(self.environment.stats, "Aggregated", "", use_response_times_cache=False)
         for report in self.reports.values():
             total.extend(StatsEntry.unserialize(report["total"], self.environment.stats))

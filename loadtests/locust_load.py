@@ -103,11 +103,11 @@ class Swarm:
 
     def _answer(self) -> dict[str, Any]:
         assert self.master is not None and self.master.stdout is not None
-        line = self.master.stdout.readline()
-        if not line:
-            raise SwarmError(f"the Locust master exited (code {self.master.poll()}); see locust-master.log in the run folder")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        while line := self.master.stdout.readline():
+            if line.startswith("{"):  # anything else on its stdout is Locust's own, not an answer
+                answer: dict[str, Any] = json.loads(line)
+                return answer
+        raise SwarmError(f"the Locust master exited (code {self.master.poll()}); see locust-master.log in the run folder")
 
     def ask(self, command: dict[str, Any]) -> dict[str, Any]:
         assert self.master is not None and self.master.stdin is not None

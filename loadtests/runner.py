@@ -505,11 +505,11 @@ class Harness:
         record = self.measure(job, served, block, number, position, first)
         self.folder.append(record)
         self.records.append(record)
-        if self.lost is not None:
-            raise self.lost
         estimate.record(job, record.get("duration_s") or expected)
         progress.update(task, advance=expected, done=self.measured)
         progress.console.print(summary_line(record))
+        if self.lost is not None:  # recorded with its error; the run stops here, as for a dead service
+            raise self.lost
         troubled = record.get("error") or (record.get("ab") or {}).get("failed")
         if troubled and not served.alive:
             log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"

@@ -8,6 +8,10 @@ it. Then it stops ab, which reports the failures of the whole run. The figure of
 its window's rate (``steady.window_rate``), so it does not depend on how many requests were
 asked for: ``-n`` only sets how many completions the window waits for.
 
+The load is one ab by default; ``generators`` ab processes split c between them (``generators.AbGroup``),
+and another engine (Locust: ``locust_load.Swarm``) can make it instead. Whatever makes it, the window is
+counted on the completion log, where several generators' completions add up.
+
 Without a completion log (a target whose log this machine cannot read) the window is counted
 from ab's ``-g`` file in whole seconds (``steady.gnuplot_window``), and samples last seconds.
 The article's own method, ``ab -n 200 -c 100`` start to end, is ``whole_run``: its figure

@@ -96,3 +96,5 @@ def test_a_case_its_generators_bound_is_marked_in_the_case_tables_and_the_load_s
     row = next(line for line in text.splitlines() if line.startswith("| `wait/sync/time` | 40 | ab | 2 |"))
     assert "0.97 · 0.93" in row and row.endswith("| load generator |")
     assert "bound: load generator (2 ab processes, the busiest at 97% of a core)" in text
+    finding = next(line for line in text.splitlines() if line.startswith("| F2-wait |"))
+    assert "bound: load generator (wait/sync/time): the ratio is the generators'" in finding

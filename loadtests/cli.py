@@ -262,6 +262,10 @@ def _print_shape(run: dict[str, Any], verdicts: list[Verdict]) -> None:
                       highlight=False, soft_wrap=True)
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -797,6 +801,7 @@ def agreement_command(
     margin: Annotated[float, typer.Option(help="An engine agrees when its median ratio to one ab is within this share of 1.")] = 0.10,
     profile_name: Annotated[str, typer.Option("--profile", "-p", help="The server shape and concurrency.")] = "default",
     workers: Annotated[Optional[int], typer.Option(help="uvicorn workers. Default: the profile's.")] = None,
+    keepalive: Annotated[bool, typer.Option(help="HTTP keep-alive (ab -k; Locust then keeps its connections).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/UTC-STAMP-agreement-PROFILE.")] = None,
 ) -> None:
     from app.prepare import locate, prepare
@@ -842,7 +847,7 @@ def agreement_command(
                 engines.append(Engine(f"ab x{generators}", generators=generators))
             if processes:
                 engines.append(Engine(f"locust x{processes}", swarm=stack.enter_context(_swarm(processes, 0, "127.0.0.1", 0, folder.path))))
-            harness = Harness(profile, [], [], folder, console, settings=settings, count_work=False)
+            harness = Harness(profile, [], [], folder, console, settings=settings, keepalive=keepalive, count_work=False)
             figures = measure_engines(harness, Job(case, profile.concurrency), engines, rounds)
     except HarnessError as exc:
         exit_code, status, error = exc.exit_code, "failed", str(exc)
@@ -861,11 +866,11 @@ def agreement_command(
         agrees = found.agrees(margin)
         verdict = "" if found.label == "ab" else (" [green]agrees[/green]" if agrees else " [yellow]differs[/yellow]"
                                                   if agrees is False else " -")
-        table.add_row(escape(found.label), ", ".join(_fmt(r) for r in found.rates), _fmt(found.rps),
+        table.add_row(escape(found.label), ", ".join(_rate(r) for r in found.rates), _rate(found.rps),
                       ("1" if found.label == "ab" else _fmt(found.ratio)) + verdict,
                       " · ".join(_fmt(c) for c in found.generator_cpu), _fmt(found.client_ms), _fmt(found.service_cores),
                       escape(found.bound or "-"))
-    console.print(table)
+    Console(width=max(console.width, 160)).print(table)
     console.print(f"samples: {folder.path / RESULTS}; table: {folder.path / 'run.json'} (agreement)", highlight=False)
     raise typer.Exit(exit_code)
 

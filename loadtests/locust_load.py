@@ -30,7 +30,7 @@ from loadtests.errors import HarnessError
 EXPECT_S = 300.0
 #: Seconds to wait for local workers to connect.
 LOCAL_S = 30.0
-LATENCY = "Locust's own percentiles: every worker's response-time histogram pooled by Locust (StatsEntry.extend)"
+LATENCY = "Locust's own percentiles: every worker's response times pooled by Locust's master"
 
 
 class GeneratorLost(HarnessError):

@@ -9,8 +9,8 @@ psycopg) must not get that.
   clients is, and c users are c clients. Without keep-alive (ab's default) each request asks ``Connection: close``.
   A worker only requests a route of the catalogue on this machine (``ab.normalise_target``, ``catalogue_paths``).
 - **The master** reads one JSON command a line on stdin and answers one JSON line on stdout: ``wait`` (for N
-  workers), ``start`` (a case at c users), ``stop`` (then each worker's own Locust stats, pooled by Locust's
-  ``StatsEntry.extend``), ``quit``. A worker that went missing or quit since ``start`` is named in ``stop``'s answer.
+  workers), ``start`` (a case at c users), ``stop`` (then each worker's last Locust report, and the master's stats,
+  where Locust pooled every worker's), ``quit``. A worker that went missing or quit since ``start`` is named in ``stop``'s answer.
 - **A worker** connects to the master (``create_worker_runner``), answers its ``iobench_target`` and
   ``iobench_report`` messages, and quits with it.
 """
@@ -36,7 +36,6 @@ from gevent.fileobject import FileObjectPosix  # noqa: E402
 from locust import FastHttpUser, constant, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner  # noqa: E402
-from locust.stats import StatsEntry  # noqa: E402
 
 from app.catalogue import SCENARIOS  # noqa: E402
 from loadtests.ab import normalise_target  # noqa: E402
@@ -158,9 +157,9 @@ class Master:
         present = set(self.ready()) & self.running
         _until(lambda: set(self.reports) >= present, REPORT_S)
         lost = sorted((self.running - set(self.reports)) | (self.missing() & self.running))
-        total = StatsEntry(self.environment.stats, "Aggregated", "", use_response_times_cache=False)
-        for report in self.reports.values():
-            total.extend(StatsEntry.unserialize(report["total"], self.environment.stats))
+        # Every worker's requests, pooled by Locust as they arrived (its "stats" messages): counts summed,
+        # response-time histograms merged.
+        total = self.environment.stats.total
         cpu_usage = {c.id: c.cpu_usage for c in self.runner.clients.all}
         return {
             "ok": True, "lost": lost, "requests": total.num_requests, "failures": total.num_failures,
@@ -169,9 +168,8 @@ class Master:
             "p90_ms": total.get_response_time_percentile(0.9) if total.num_requests else None,
             "p99_ms": total.get_response_time_percentile(0.99) if total.num_requests else None,
             "max_ms": total.max_response_time if total.num_requests else None,
-            "seconds": (total.last_request_timestamp or 0) - (total.start_time or 0),
-            "workers": {node: {"pid": r.get("pid"), "host": r.get("host"), "requests": r["total"]["num_requests"],
-                               "cpu_usage": cpu_usage.get(node)} for node, r in self.reports.items()},
+            "workers": {node: {"pid": r.get("pid"), "host": r.get("host"), "cpu_usage": cpu_usage.get(node)}
+                        for node, r in self.reports.items()},
         }
 
     def serve(self) -> None:
@@ -215,9 +213,14 @@ def worker(master_host: str, master_port: int) -> None:
             user_class.host = target.base
 
     def report(environment: Environment, msg: Any, **_: Any) -> None:
+        # Locust's own report to the master (what its stats reporter sends every 3 s, which clears the worker's
+        # stats): the master pools it into its stats before it reads this worker's answer, sent after it.
+        data: dict[str, Any] = {}
+        environment.events.report_to_master.fire(client_id=runner.client_id, data=data)  # type: ignore[no-untyped-call]
+        runner.send_message("stats", data)
         times = process.cpu_times()
-        runner.send_message("iobench_stats", {"total": environment.stats.total.serialize(), "pid": os.getpid(),
-                                              "host": os.uname().nodename, "cpu_s": times.user + times.system})
+        runner.send_message("iobench_stats", {"pid": os.getpid(), "host": os.uname().nodename,
+                                              "cpu_s": times.user + times.system})
 
     runner.register_message("iobench_target", aim)
     runner.register_message("iobench_report", report)

@@ -26,12 +26,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from loadtests.ab import AbResult, AbRun
-from loadtests.environment import cpu_seconds
+from loadtests.environment import cpu_seconds, runnable_seconds
 from loadtests.steady import parse_gnuplot
 
 #: ``--generators auto`` keeps each generator under this share of a core.
 AUTO_SHARE = 0.7
-#: A generator that kept this share of a core busy over a window was the bottleneck: the figure is its, not the service's.
+#: A generator that asked for this share of a core over a window (ran on it, or waited on a runqueue for it) was the
+#: bottleneck: it never waited for an answer, so the figure is its, not the service's.
 GENERATOR_BUSY = 0.9
 #: ``--generators auto`` never starts more processes than this many per core of the machine.
 AUTO_MAX_PER_CORE = 1
@@ -58,6 +59,10 @@ class Load(Protocol):
 
     def generator_cpu(self) -> list[float | None] | None:
         """CPU seconds each generator used so far (None for one this machine cannot read; None when not known here)."""
+        ...
+
+    def generator_demand(self) -> list[float | None] | None:
+        """Seconds each generator ran or waited for a core so far (``environment.runnable_seconds``), as above."""
         ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -127,18 +132,23 @@ def merge_results(results: Sequence[AbResult], times_ms: Sequence[float] | None)
 
 @dataclass(frozen=True)
 class GeneratorUse:
-    """The generators of one sample: the engine, how many, and each one's CPU over the window in cores."""
+    """The generators of one sample: the engine, how many, and each one's CPU over the window in cores, and what each
+    asked of the cores (CPU plus the time it waited on a runqueue: on cores shared with the service, a generator can
+    be the bottleneck without getting a whole core)."""
 
     engine: str
     count: int
     cpu: tuple[float | None, ...]
     #: How their latencies were merged (one process: its own percentiles).
     latency: str
+    demand: tuple[float | None, ...] = ()
 
     @property
     def busiest(self) -> float | None:
-        known = [c for c in self.cpu if c is not None]
-        return max(known) if known else None
+        """The largest share of a core a generator asked for (its CPU where its runqueue wait is unknown)."""
+        known = [d if d is not None else c for c, d in zip(self.cpu, self.demand or self.cpu, strict=False)]
+        values = [v for v in known if v is not None]
+        return max(values) if values else None
 
     @property
     def saturated(self) -> bool | None:
@@ -147,20 +157,27 @@ class GeneratorUse:
         return None if busiest is None else busiest >= GENERATOR_BUSY
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "count": self.count, "cpu": list(self.cpu), "latency": self.latency,
-                "saturated": self.saturated}
+        return {"engine": self.engine, "count": self.count, "cpu": list(self.cpu), "demand": list(self.demand),
+                "latency": self.latency, "saturated": self.saturated}
 
 
-def window_use(load: Load, before: list[float | None] | None, after: list[float | None] | None,
-               seconds: float) -> GeneratorUse:
-    """Each generator's CPU in cores over a window of ``seconds``, from two ``generator_cpu`` readings."""
-    info = load.describe()
+def _per_second(before: list[float | None] | None, after: list[float | None] | None, seconds: float,
+                count: int) -> tuple[float | None, ...] | None:
     if before is None or after is None or seconds <= 0:
-        # Generators this machine cannot read: what the engine itself reported, if anything.
-        cpu: tuple[float | None, ...] = tuple(info.get("cpu") or (None,) * int(info["count"]))
-    else:
-        cpu = tuple((b2 - b1) / seconds if b1 is not None and b2 is not None else None for b1, b2 in zip(before, after, strict=False))
-    return GeneratorUse(str(info["engine"]), int(info["count"]), cpu, str(info["latency"]))
+        return None
+    return tuple((b2 - b1) / seconds if b1 is not None and b2 is not None else None
+                 for b1, b2 in zip(before, after, strict=False))[:count]
+
+
+def window_use(load: Load, before: list[float | None] | None, after: list[float | None] | None, seconds: float,
+               demand_before: list[float | None] | None = None, demand_after: list[float | None] | None = None) -> GeneratorUse:
+    """Each generator's CPU (and demand) in cores over a window of ``seconds``, from two readings of each."""
+    info = load.describe()
+    count = int(info["count"])
+    # Generators this machine cannot read: what the engine itself reported, if anything.
+    cpu = _per_second(before, after, seconds, count) or tuple(info.get("cpu") or (None,) * count)
+    demand = _per_second(demand_before, demand_after, seconds, count) or ()
+    return GeneratorUse(str(info["engine"]), count, cpu, str(info["latency"]), demand)
 
 
 class AbGroup:
@@ -193,6 +210,9 @@ class AbGroup:
 
     def generator_cpu(self) -> list[float | None]:
         return [cpu_seconds(pid, children=False) for pid in self.pids]
+
+    def generator_demand(self) -> list[float | None]:
+        return [runnable_seconds(pid) for pid in self.pids]
 
     def stop(self) -> AbResult:
         results = [run.stop() for run in self.runs]

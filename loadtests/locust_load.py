@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from loadtests.ab import AbResult
-from loadtests.environment import cpu_seconds
+from loadtests.environment import cpu_seconds, runnable_seconds
 from loadtests.errors import HarnessError
 
 #: Seconds to wait for workers started elsewhere to connect.
@@ -185,6 +185,11 @@ class LocustRun:
         if not self.swarm.workers:
             return None  # workers elsewhere: Locust's own CPU figure per worker comes with the report
         return [cpu_seconds(pid, children=False) for pid in self.swarm.pids]
+
+    def generator_demand(self) -> list[float | None] | None:
+        if not self.swarm.workers:
+            return None
+        return [runnable_seconds(pid) for pid in self.swarm.pids]
 
     def stop(self) -> AbResult:
         self.stopped_epoch = time.time()

@@ -217,10 +217,10 @@ def explain(case: CaseSummary) -> str:
     notes = []
     generators = case.generators
     if generators is not None and generators.saturated:
-        busiest = max((c for c in generators.cpu if c is not None), default=None)
+        busiest = generators.busiest
         notes.append(f"bound: load generator ({generators.count} {generators.engine} process"
-                     f"{'es' if generators.count > 1 else ''}, the busiest at {busiest:.0%} of a core): the figure is the "
-                     "generators', not the service's" if busiest is not None else "bound: load generator")
+                     f"{'es' if generators.count > 1 else ''}, the busiest asking for {busiest:.0%} of a core): the "
+                     "figure is the generators', not the service's" if busiest is not None else "bound: load generator")
     if case.errors:
         notes.append(f"error in {len(case.errors)} of {case.repetitions} rounds: " + " ".join(case.errors[0].split())[:140])
     share = case.worst_error_share

@@ -142,6 +142,7 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
     with made as load:
         time.sleep(window.warm_s)
         opened, cpu_before, gen_before = time.monotonic_ns(), meter.read(load.pids), load.generator_cpu()
+        demand_before = load.generator_demand()
         mark = log.snapshot() if log is not None else None
         # The window ends at a moment set in advance, never at a completion: a window that closed on its
         # n-th completion would end on a burst and count it whole. Too few completions double it, again at
@@ -156,6 +157,7 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
                 planned = min(2 * planned, window.max_seconds)
             time.sleep(min(POLL_S, max(0.0, planned - elapsed)))
         closed, cpu_after, gen_after = time.monotonic_ns(), meter.read(load.pids), load.generator_cpu()
+        demand_after = load.generator_demand()
         end_mark = log.snapshot() if log is not None else None
         result = load.stop()
         # ab dropped its requests in flight, but the service still serves them (a blocked loop, a full
@@ -173,7 +175,7 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
                                     load.stopped_epoch)
             other = foreign = None
     seconds = (closed - opened) / 1e9
-    use = window_use(load, gen_before, gen_after, seconds)
+    use = window_use(load, gen_before, gen_after, seconds, demand_before, demand_after)
     counted = steady.rps * seconds if steady else 0
     cpu = CpuMeter.per_request(cpu_before, cpu_after, round(counted)) if counted >= 1 else None
     busy = cpu_after.service - cpu_before.service if cpu_after.service is not None and cpu_before.service is not None else None

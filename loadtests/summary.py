@@ -48,9 +48,16 @@ class GeneratorSummary:
     count: int
     cpu: tuple[float | None, ...]
     latency: str | None
-    #: Rounds in which the busiest generator kept GENERATOR_BUSY of a core busy, of the rounds whose CPU was read.
+    #: Rounds in which the busiest generator asked for GENERATOR_BUSY of a core, of the rounds whose CPU was read.
     saturated_rounds: int
     judged_rounds: int
+    #: What each asked of the cores (CPU plus runqueue wait), in cores (median over the rounds); empty when not read.
+    demand: tuple[float | None, ...] = ()
+
+    @property
+    def busiest(self) -> float | None:
+        values = [v for v in (self.demand if any(d is not None for d in self.demand) else self.cpu) if v is not None]
+        return max(values) if values else None
 
     @property
     def saturated(self) -> bool:
@@ -158,8 +165,11 @@ class CaseSummary:
         count = max(int(g.get("count") or 1) for g in used)
         cpu = tuple(median([c[i] for g in used if i < len(c := g.get("cpu") or []) and c[i] is not None])
                     for i in range(count))
+        demand = tuple(median([d[i] for g in used if i < len(d := g.get("demand") or []) and d[i] is not None])
+                       for i in range(count))
         judged = [bool(g["saturated"]) for g in used if g.get("saturated") is not None]
-        return GeneratorSummary(str(used[0].get("engine") or "ab"), count, cpu, used[0].get("latency"), sum(judged), len(judged))
+        return GeneratorSummary(str(used[0].get("engine") or "ab"), count, cpu, used[0].get("latency"), sum(judged),
+                                len(judged), demand if any(d is not None for d in demand) else ())
 
     @property
     def model_bound(self) -> str | None:

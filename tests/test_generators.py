@@ -29,7 +29,7 @@ def ab_result(complete: int, failed: int = 0, mean_ms: float = 10.0, seconds: fl
 
 def with_generators(record: Record, cpu: list[float]) -> Record:
     record["engine"] = "ab"
-    record["generators"] = GeneratorUse("ab", len(cpu), tuple(cpu), "pooled per-request times").to_dict()
+    record["generators"] = GeneratorUse("ab", len(cpu), tuple(cpu), "pooled per-request times", tuple(cpu)).to_dict()
     return record
 
 
@@ -69,11 +69,14 @@ def test_the_models_ab_bound_is_one_core_per_generator() -> None:
     assert cpu_bounds(cpu, shape, generators=3)["ab CPU"] == pytest.approx(30_000)
 
 
-def test_a_generator_near_a_full_core_is_the_bottleneck() -> None:
+def test_a_generator_asking_for_a_full_core_is_the_bottleneck() -> None:
     busy = GeneratorUse("ab", 2, (0.95, 0.5), "pooled")
     assert busy.saturated and busy.to_dict()["saturated"] is True
     assert GeneratorUse("ab", 2, (0.6, 0.5), "pooled").saturated is False
     assert GeneratorUse("locust", 2, (None, None), "locust").saturated is None
+    # On cores shared with the service: 60% of a core run, 35% waiting for one, so it never waited for an answer.
+    assert GeneratorUse("locust", 1, (0.6,), "locust", demand=(0.95,)).saturated is True
+    assert GeneratorUse("locust", 1, (0.6,), "locust", demand=(0.65,)).saturated is False
 
 
 def test_locusts_pooled_stats_fill_the_same_fields_as_abs_report() -> None:
@@ -94,7 +97,7 @@ def test_a_case_its_generators_bound_is_marked_in_the_case_tables_and_the_load_s
     text = write_report(write_folder(tmp_path / "run", records, make_run(records, load={"engine": "ab", "generators": 2}))).read_text()
     assert "## Load generators" in text and "2 processes per sample splitting c" in text
     row = next(line for line in text.splitlines() if line.startswith("| `wait/sync/time` | 40 | ab | 2 |"))
-    assert "0.97 · 0.93" in row and row.endswith("| load generator |")
-    assert "bound: load generator (2 ab processes, the busiest at 97% of a core)" in text
+    assert "0.97 · 0.93 | 0.97 · 0.93" in row and row.endswith("| load generator |")
+    assert "bound: load generator (2 ab processes, the busiest asking for 97% of a core)" in text
     finding = next(line for line in text.splitlines() if line.startswith("| F2-wait |"))
     assert "bound: load generator (wait/sync/time): the ratio is the generators'" in finding

@@ -62,12 +62,12 @@ def test_ab_two_abs_and_locust_agree_where_no_generator_binds(empty_database_fac
 
 def test_a_single_locust_worker_on_a_cheap_route_is_marked_as_the_bound(empty_database_factory: Callable[[], str],
                                                                          tmp_path: Path) -> None:
-    """One Locust worker (one Python process) on the hello route at c = 50 asks for a whole core before the service
+    """One Locust worker (one Python process) on the hello route at c = 100 asks for a whole core before the service
     does (it costs more CPU per request than the service): the report marks the case "bound: load generator" and
     gives that worker's CPU. (One ab never binds on this
     2-core machine: it costs a fraction of the service's CPU per request, see the README.)"""
     out = tmp_path / "run"
-    done = harness(empty_database_factory(), tmp_path, "--profile", "quick", "--scenario", "hello/async/none", "-c", "50",
+    done = harness(empty_database_factory(), tmp_path, "--profile", "quick", "--scenario", "hello/async/none", "-c", "100", "-n", "1500",
                    "--repeat", "1", "--engine", "locust", "--processes", "1", "--out", str(out))
     code, output = finish(done)
     assert code != EXIT_ENVIRONMENT, output
@@ -83,7 +83,7 @@ def test_a_single_locust_worker_on_a_cheap_route_is_marked_as_the_bound(empty_da
     busy = generators["demand"][0]
     assert generators["saturated"], f"one Locust worker asked for only {busy:.0%} of a core: not the bound here\n{output}"
     assert f"bound: load generator (1 locust process, the busiest asking for {busy:.0%} of a core)" in report, report
-    assert "| `hello/async/none` | 50 | locust | 1 |" in report
+    assert "| `hello/async/none` | 100 | locust | 1 |" in report
 
 
 def test_a_locust_worker_killed_mid_run_stops_the_run_with_exit_3_and_a_partial_report(

@@ -62,10 +62,11 @@ RUN pip install --no-deps -c constraints.txt . \
  && rm -rf build ./*.egg-info
 
 # ---------------------------------------------------------------------------------------------
-# build-bench: the same, plus the harness's dependencies (the `bench` extra).
+# build-bench: the same, plus the harness's dependencies (the `bench` extra) and Locust's engine (the
+# `locust` extra: `--engine locust` and the locust-worker service of docker-compose.yml).
 FROM deps AS build-bench
 
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))" \
+RUN python -c "import tomllib; e = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(e['bench'] + e['locust']))" \
         > /tmp/requirements.txt \
  && pip install -c constraints.txt -r /tmp/requirements.txt
 COPY --from=build /srv/iobench /srv/iobench

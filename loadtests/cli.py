@@ -9,6 +9,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -42,6 +45,7 @@ from loadtests.errors import (
     raise_terminated,
 )
 from loadtests.findings import FINDINGS, Verdict, evaluate_all, finding_pairs, required_failures, required_unsettled
+from loadtests.locust_load import Swarm
 from loadtests.plan import Block, Job, Pair, blocks, comparisons
 from loadtests.profiles import PROFILES, RTT_DRIVERS, Profile, cases_for, narrow, rtt_swept
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
@@ -158,6 +162,64 @@ def _measure_rtts(database_url: str, levels: list[float]) -> dict[str, float]:
     return measured
 
 
+class LocustMissing(HarnessError):
+    """--engine locust without Locust installed: its install hint, before anything starts."""
+
+
+def _find_locust() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("locust") is None:
+        raise LocustMissing("Locust is not installed: `pip install -c constraints.txt '.[locust]'` (make installs it)")
+
+
+def _generators(text: str, engine: str, processes: int | None, expect_workers: int | None, profile: Profile,
+                master_port: int) -> int | None:
+    """``--generators`` as a count (None: auto), checked with the engine's options; bad input exits 2."""
+    if engine not in ("ab", "locust"):
+        raise fail(f"unknown --engine {engine!r}; choose from ab, locust")
+    if text == "auto":
+        count = None
+    else:
+        try:
+            count = int(text)
+        except ValueError:
+            raise fail(f"--generators takes a count or auto, got {text!r}") from None
+        if not 1 <= count <= 64:
+            raise fail(f"--generators takes 1 to 64 processes, got {count}")
+    if not 1 <= master_port <= 65535:
+        raise fail(f"--master-port must be a TCP port, got {master_port}")
+    for name, value in (("--processes", processes), ("--expect-workers", expect_workers)):
+        if value is not None and not 1 <= value <= 64:
+            raise fail(f"{name} takes 1 to 64 workers, got {value}")
+    if engine == "ab":
+        if processes is not None or expect_workers is not None:
+            raise fail("--processes and --expect-workers drive Locust's workers: add --engine locust")
+    else:
+        if text != "1":
+            raise fail("--generators splits c over ab processes; with --engine locust use --processes or --expect-workers")
+        if (processes is None) == (expect_workers is None):
+            raise fail("--engine locust needs exactly one of --processes N (local workers) or --expect-workers N")
+    size = (count or 1) if engine == "ab" else (processes or expect_workers or 1)
+    if profile.fixed_requests and (engine == "locust" or count != 1):
+        raise fail(f"the {profile.name} profile runs ab start to end, as the article did: one ab, no other engine")
+    if profile.concurrency < size:
+        raise fail(f"{size} load generators need at least as many clients, got -c {profile.concurrency}")
+    return count
+
+
+@contextmanager
+def _swarm(processes: int, expect_workers: int, bind: str, port: int, folder: Path) -> Iterator[Swarm]:
+    """The Locust master (and local workers) for the whole run."""
+    if expect_workers:
+        console.print(f"Locust master on {bind}:{port}: waiting for {expect_workers} workers "
+                      f"(`iobench-load worker --master HOST --master-port {port}`) ...")
+    with Swarm(processes=processes, expect_workers=expect_workers, bind=bind, port=port if expect_workers else None,
+               log_dir=folder) as swarm:
+        console.print(f"Locust: {swarm.size} workers connected")
+        yield swarm
+
+
 def _check_target(target: str) -> str:
     try:
         url = normalise_target(target).rstrip("/")
@@ -207,6 +269,10 @@ def _print_shape(run: dict[str, Any], verdicts: list[Verdict]) -> None:
     if unselected:
         console.print(f"not judged (this selection measured not all of their cases): {', '.join(unselected)}",
                       highlight=False, soft_wrap=True)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _fmt(value: float | None) -> str:
@@ -396,6 +462,28 @@ def main_command(
         Optional[Path],
         typer.Option(help="An earlier run folder: the report marks throughput regressions and findings that changed."),
     ] = None,
+    generators: Annotated[
+        str,
+        typer.Option(metavar="N|auto",
+                     help="ab processes per sample, splitting c between them (ab is single-threaded: one core of load "
+                     "each); their completions are counted together in the same steady window. auto: enough to keep each "
+                     "under 70% of a core, from the CPU one ab spent per request in the calibration."),
+    ] = "1",
+    engine: Annotated[
+        str,
+        typer.Option(help="What makes the load: ab, or locust (Locust's FastHttpUser, c closed-loop users with no wait, "
+                     "from --processes local workers or --expect-workers workers started with `iobench-load worker`)."),
+    ] = "ab",
+    processes: Annotated[Optional[int], typer.Option(help="--engine locust: Locust worker processes started on this machine.")] = None,
+    expect_workers: Annotated[
+        Optional[int],
+        typer.Option(help="--engine locust: wait for this many workers started elsewhere with `iobench-load worker --master HOST`."),
+    ] = None,
+    master_bind: Annotated[
+        str,
+        typer.Option(help="--engine locust: the address the Locust master listens on for workers (0.0.0.0 for other hosts)."),
+    ] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option(help="--engine locust --expect-workers: the Locust master's port.")] = 5557,
     list_only: Annotated[bool, typer.Option("--list", help="Print the cases this command would measure, and exit.")] = False,
     show_version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
@@ -438,6 +526,7 @@ def main_command(
         raise fail(f"--requests ({requests}) must be at least {MIN_COMPLETIONS}: a steady window needs that many "
                    "completions for a rate")
     levels = _levels(sweep_levels) or profile.sweep_levels
+    generator_count = _generators(generators, engine, processes, expect_workers, profile, master_port)
 
     workloads = _check_names("workload", workload, {w.name for w in WORKLOADS})
     styles = _check_names("style", style, {str(s) for s in Style})
@@ -481,6 +570,8 @@ def main_command(
         ab_path = find_ab()
         if pgbouncer:
             _find_pgbouncer()
+        if engine == "locust":
+            _find_locust()
     except HarnessError as exc:
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
@@ -506,17 +597,31 @@ def main_command(
         exit_code, _ = _execute(folder, profile, planned, pairs, jobs, settings=settings, database=database, budget=budget,
                                 target_url=target_url, ab_path=ab_path, keepalive=keepalive, requests=requests,
                                 compatibility=pgbouncer, compare=compare,
-                                selection=bool(workloads or styles or drivers or chosen or rtt_levels))
+                                selection=bool(workloads or styles or drivers or chosen or rtt_levels),
+                                load=LoadEngine(engine, generator_count, processes, expect_workers, master_bind, master_port))
     finally:
         if database is not None:
             database.close()
     raise typer.Exit(exit_code)
 
 
+@dataclass(frozen=True)
+class LoadEngine:
+    """What makes a run's load: ``generators`` ab processes (None: auto), or Locust's workers."""
+
+    engine: str = "ab"
+    generators: int | None = 1
+    processes: int | None = None
+    expect_workers: int | None = None
+    master_bind: str = "127.0.0.1"
+    master_port: int = 5557
+
+
 def _execute(folder: RunFolder, profile: Profile, planned: list[Block], pairs: list[Pair], jobs: list[Job], *,
              settings: Settings, database: Database | None, budget: Budget | None, target_url: str | None, ab_path: str,
              keepalive: bool, requests: int | None, compatibility: bool, compare: Path | None, selection: bool,
-             claims: tuple[Claim, ...] | None = None, prepare_database: bool = True, link: bool = True) -> tuple[int, list[Verdict]]:
+             claims: tuple[Claim, ...] | None = None, prepare_database: bool = True, link: bool = True,
+             load: LoadEngine = LoadEngine()) -> tuple[int, list[Verdict]]:
     """Measure ``planned`` into ``folder``, render its report, print the verdicts: (exit code, verdicts).
 
     ``claims``: a team's claims, recorded in run.json (the run judges them, not iobench's findings)."""
@@ -557,9 +662,16 @@ def _execute(folder: RunFolder, profile: Profile, planned: list[Block], pairs: l
                    for p in pairs],
             **({} if claims is None else {"claims": [claim.model_dump(mode="json") for claim in claims]}),
         )
-        Harness(profile, planned, pairs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
-                requests=requests, findings=judged,
-                judge=lambda records, level: evaluate_all(records, folder.run, confidence=level)).run()
+        with ExitStack() as stack:
+            swarm = None
+            if load.engine == "locust":
+                swarm = stack.enter_context(_swarm(load.processes or 0, load.expect_workers or 0, load.master_bind,
+                                                   load.master_port, folder.path))
+            folder.write_run(load={"engine": load.engine, "generators": "auto" if load.generators is None else load.generators,
+                                   "processes": load.processes, "expect_workers": load.expect_workers})
+            Harness(profile, planned, pairs, folder, console, settings=settings, target=target_url, keepalive=keepalive,
+                    requests=requests, findings=judged, generators=load.generators, swarm=swarm,
+                    judge=lambda records, level: evaluate_all(records, folder.run, confidence=level)).run()
     except Terminated:
         exit_code, status, error = EXIT_SIGTERM, "interrupted", "stopped by SIGTERM"
     except KeyboardInterrupt:
@@ -582,6 +694,25 @@ def _execute(folder: RunFolder, profile: Profile, planned: list[Block], pairs: l
     folder.write_run(exit_code=exit_code, verdicts=[v.to_dict() for v in verdicts])
     console.print(f"report: {report} (and {report.with_suffix('.html').name})")
     return exit_code, verdicts
+
+
+@cli.command("worker", help="Run a Locust worker for a harness started with --engine locust --expect-workers N: it connects "
+             "to the master at --master, takes the cases the master names (routes of the catalogue on 127.0.0.1 or "
+             "localhost only) and quits with it.")
+def worker_command(
+    master: Annotated[str, typer.Option(help="Host of the harness running the Locust master.")],
+    master_port: Annotated[int, typer.Option(help="The master's port.")] = 5557,
+) -> None:
+    if not 1 <= master_port <= 65535:
+        raise fail(f"--master-port must be a TCP port, got {master_port}")
+    try:
+        _find_locust()
+    except HarnessError as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    # Locust patches the standard library for gevent when imported: it runs in a process of its own.
+    os.execv(sys.executable, [sys.executable, "-m", "loadtests.swarm", "worker", "--master", master,
+                              "--master-port", str(master_port)])
 
 
 @cli.command("report", help="Render report.md, report.html and the plots of an existing run folder again, "
@@ -843,6 +974,94 @@ def size_check_command(
                       highlight=False)
     console.print(f"{case.key} at c = {profile.concurrency}: median ratio of {factor}n to n {_fmt(median_ratio(found))} "
                   f"({folder.path / 'run.json'})", highlight=False)
+
+
+@cli.command("agreement", help="Measure one case with one ab, with --generators ab processes and with Locust "
+             "(--processes local workers), one sample of each per round, in alternating rounds on one server, and print "
+             "each engine's median rate over one ab's in the same round, each generator's CPU and the service's: where "
+             "no generator is the bottleneck, the engines must agree. Writes its samples and the table to a run folder.")
+def agreement_command(
+    scenario: Annotated[str, typer.Argument(help="A scenario id, e.g. lookup/async/asyncpg or hello/async/none (see --list).")],
+    generators: Annotated[int, typer.Option(help="ab processes of the second engine (0: leave it out).")] = 2,
+    processes: Annotated[int, typer.Option(help="Locust worker processes (0: leave Locust out).")] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds: one sample of every engine each.")] = 3,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", help="Clients. Default: the profile's.")] = None,
+    window: Annotated[Optional[float], typer.Option(help="Seconds a steady window lasts at least. Default: the profile's.")] = None,
+    margin: Annotated[float, typer.Option(help="An engine agrees when its median ratio to one ab is within this share of 1.")] = 0.10,
+    profile_name: Annotated[str, typer.Option("--profile", "-p", help="The server shape and concurrency.")] = "default",
+    workers: Annotated[Optional[int], typer.Option(help="uvicorn workers. Default: the profile's.")] = None,
+    keepalive: Annotated[bool, typer.Option(help="HTTP keep-alive (ab -k; Locust then keeps its connections).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/UTC-STAMP-agreement-PROFILE.")] = None,
+) -> None:
+    from app.prepare import locate, prepare
+    from loadtests.agreement import Engine, measure_engines
+
+    if scenario not in SCENARIOS_BY_ID:
+        raise fail(f"unknown scenario {scenario}; see --list")
+    if profile_name not in PROFILES or PROFILES[profile_name].fixed_requests:
+        raise fail(f"agreement needs a profile with steady windows, got {profile_name!r}")
+    if rounds < 1 or not 0 <= generators <= 64 or not 0 <= processes <= 64 or (generators < 2 and processes < 1):
+        raise fail("agreement needs --rounds >= 1 and a second engine: --generators 2..64 or --processes 1..64")
+    if not 0 < margin < 1 or (window is not None and not 0 < window <= 60) or (workers is not None and not 1 <= workers <= 16):
+        raise fail("agreement needs 0 < --margin < 1, 0 < --window <= 60 and 1 <= --workers <= 16")
+    if out is not None and (out / RESULTS).exists():
+        raise fail(f"--out {out} already holds a run; choose a new folder (runs are never mixed)")
+    preset = PROFILES[profile_name]
+    profile = dataclasses.replace(preset, concurrency=concurrency or preset.concurrency, workers=workers or preset.workers,
+                                  measure_seconds=window or preset.measure_seconds, repeat=rounds, max_repeat=rounds)
+    if profile.concurrency < max(generators, processes, 1):
+        raise fail(f"{max(generators, processes)} load generators need at least as many clients, got -c {profile.concurrency}")
+    try:
+        ab_path = find_ab()
+        if processes:
+            _find_locust()
+    except HarnessError as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    case = cases_for(SCENARIOS_BY_ID[scenario], profile.seconds)[0]
+    settings = server_settings(Settings(), profile)
+    database = locate(settings)
+    folder = RunFolder(out or default_run_dir(f"agreement-{profile.name}"))
+    exit_code, status, error, figures = 0, "complete", None, []
+    try:
+        settings = settings.model_copy(update={"database_url": database.url})
+        prepare(database.url, settings)
+        folder.write_run(command=sys.argv, profile=profile.to_dict(), status="running",
+                         environment=environment(ab_path, database.source), started=datetime.now(UTC).isoformat(timespec="seconds"),
+                         load={"engines": ["ab", *([f"ab x{generators}"] if generators >= 2 else []),
+                                           *([f"locust x{processes}"] if processes else [])]})
+        with ExitStack() as stack:
+            engines = [Engine("ab")]
+            if generators >= 2:
+                engines.append(Engine(f"ab x{generators}", generators=generators))
+            if processes:
+                engines.append(Engine(f"locust x{processes}", swarm=stack.enter_context(_swarm(processes, 0, "127.0.0.1", 0, folder.path))))
+            harness = Harness(profile, [], [], folder, console, settings=settings, keepalive=keepalive, count_work=False)
+            figures = measure_engines(harness, Job(case, profile.concurrency), engines, rounds)
+    except HarnessError as exc:
+        exit_code, status, error = exc.exit_code, "failed", str(exc)
+    except KeyboardInterrupt:
+        exit_code, status, error = EXIT_SIGINT, "interrupted", "interrupted by the user (Ctrl-C)"
+    finally:
+        database.close()
+        folder.write_run(status=status, error=error, finished=datetime.now(UTC).isoformat(timespec="seconds"),
+                         agreement={"case": case.key, "concurrency": profile.concurrency, "margin": margin, "rounds": rounds,
+                                    "engines": [f.to_dict(margin) for f in figures]})
+    if error:
+        console.print(f"[bold red]{status}:[/bold red] {escape(error)}", highlight=False)
+    table = Table("engine", "rps per round", "median rps", "/ one ab [median of rounds]", "CPU per generator, cores",
+                  "generators' CPU ms / req", "service, cores", "bound", title=f"{case.key} at c = {profile.concurrency}")
+    for found in figures:
+        agrees = found.agrees(margin)
+        verdict = "" if found.label == "ab" else (" [green]agrees[/green]" if agrees else " [yellow]differs[/yellow]"
+                                                  if agrees is False else " -")
+        table.add_row(escape(found.label), ", ".join(_rate(r) for r in found.rates), _rate(found.rps),
+                      ("1" if found.label == "ab" else _fmt(found.ratio)) + verdict,
+                      " · ".join(_fmt(c) for c in found.generator_cpu), _fmt(found.client_ms), _fmt(found.service_cores),
+                      escape(found.bound or "-"))
+    Console(width=max(console.width, 160)).print(table)
+    console.print(f"samples: {folder.path / RESULTS}; table: {folder.path / 'run.json'} (agreement)", highlight=False)
+    raise typer.Exit(exit_code)
 
 
 @cli.command("readme", help="Rewrite the measured sections of README.md and the documentation pages (docs/*.md; each between "

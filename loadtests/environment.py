@@ -72,6 +72,22 @@ def _task_ns(pid: int) -> int | None:
     return total
 
 
+def runnable_seconds(pid: int) -> float | None:
+    """Seconds every thread of ``pid`` ran on a CPU or waited on a runqueue for one (schedstat's first two fields):
+    what it asked of the cores, served or not. None without schedstat, or once the process is gone."""
+    tasks = list(Path(f"/proc/{pid}/task").glob("*/schedstat"))
+    if not tasks:
+        return None
+    total = 0
+    for task in tasks:
+        try:
+            ran, waited = task.read_text().split()[:2]
+            total += int(ran) + int(waited)
+        except (OSError, ValueError):
+            continue  # a thread that ended between listing and reading
+    return total / 1e9
+
+
 def cpu_seconds(pid: int, *, children: bool = True) -> float | None:
     """CPU time used so far by ``pid`` and (``children``) its descendants: uvicorn's workers are children.
 

@@ -35,7 +35,7 @@ from loadtests.production import rtt_series as rtt_series  # re-exported with Cr
 from loadtests.results import Record, is_main, successful_rps
 from loadtests.stability import wall_seconds
 from loadtests.stats import median
-from loadtests.summary import CaseSummary, finding_cases, main_cases, summarise, sweep_cases
+from loadtests.summary import GENERATOR_BOUND, CaseSummary, finding_cases, main_cases, summarise, sweep_cases
 
 #: The article's four cases (S = 3 s, ab -n 200 -c 100, AnyIO's 40 threads): rps as published.
 ARTICLE_RPS = {1: 5.53, 2: 0.17, 3: 11.06, 4: 8.29}
@@ -87,6 +87,8 @@ class FindingRow:
     """A verdict as the findings table shows it."""
 
     verdict: Verdict
+    #: The finding's cases whose figure is their load generators' (bound: load generator), not the service's.
+    generator_bound: tuple[str, ...] = ()
 
     @property
     def judged_apart(self) -> bool:
@@ -95,8 +97,9 @@ class FindingRow:
         return v.judged is not None and v.ratio is not None and v.judged.confidence != v.ratio.confidence
 
 
-def _finding_rows(verdicts: list[Verdict]) -> list[FindingRow]:
-    return [FindingRow(v) for v in verdicts]
+def _finding_rows(verdicts: list[Verdict], records: list[Record] | None = None) -> list[FindingRow]:
+    bound = {case.case for case in summarise(records or []) if case.bound == GENERATOR_BOUND}
+    return [FindingRow(v, tuple(c for c in (v.finding.numerator, v.finding.denominator) if c in bound)) for v in verdicts]
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,8 @@ def fit(case: CaseSummary, run: dict[str, Any]) -> Fit:
     kind = bound_class(case.bound)
     if kind == "explained":
         shape = _shape(case, run)
-        found = explained_rps(_spent(case), shape) if shape else None
+        generators = case.generators
+        found = explained_rps(_spent(case), shape, generators.count if generators else 1) if shape else None
         expected, bound = found if found else (None, None)
         return Fit(case, kind, expected, bound, explain(case), _other_bound(case))
     return Fit(case, kind, case.predicted_rps, case.bound, explain(case))
@@ -417,6 +421,9 @@ class Facts:
     pgbouncer: PgBouncerFacts | None
     setups: SetupTable | None
     sweeps: dict[str, list[SweepRow]]
+    #: What made the load (run.json's ``load``: engine, generators asked for) and, per case, its generators.
+    load: dict[str, Any] = field(default_factory=dict)
+    generators: list[CaseSummary] = field(default_factory=list)
     #: The share of sweep points the held-out test asks the model to predict.
     target_share: float = TARGET_SHARE
     plots: list[Plot] = field(default_factory=list)
@@ -460,7 +467,7 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         server=servers[0] if servers else {},
         partial=partial_note(run, records),
         verdicts=verdicts,
-        findings=_finding_rows(verdicts),
+        findings=_finding_rows(verdicts, records),
         failed=required_failures(verdicts),
         unsettled=required_unsettled(verdicts),
         shape_warnings=shape_warnings(run),
@@ -484,4 +491,6 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         pgbouncer=pgbouncer_facts(run, records),
         setups=setup_table(records),
         sweeps=_sweeps(records, held),
+        load=run.get("load") or {},
+        generators=[case for case in summarise(records) if case.generators is not None],
     )

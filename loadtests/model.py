@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from app.catalogue import DRIVERS, STEPS, Executor, Kind, Scenario, Style
-from loadtests.summary import CaseSummary
+from loadtests.summary import GENERATOR_BOUND, CaseSummary
 from loadtests.work import CpuPerRequest
 
 
@@ -137,15 +137,18 @@ def capacity(scenario: Scenario, concurrency: int, shape: ServerShape) -> float:
     return min(bound.slots / bound.hold_fraction for bound in bounds(scenario, concurrency, shape))
 
 
-def cpu_bounds(cpu: CpuPerRequest, shape: ServerShape) -> dict[str, float]:
-    """The utilisation law for each part that spends CPU on a request, and for the cores they share."""
+def cpu_bounds(cpu: CpuPerRequest, shape: ServerShape, generators: int = 1) -> dict[str, float]:
+    """The utilisation law for each part that spends CPU on a request, and for the cores they share.
+
+    ``client_s`` is what all the load generators spent per request; each is one core (ab is single-threaded, a
+    Locust worker one Python process), so ``generators`` of them give that many cores."""
     rates = {}
     if cpu.service_s:
         rates["service CPU"] = shape.workers / cpu.service_s
     if cpu.postgres_s:
         rates["Postgres CPU"] = shape.cpu_count / cpu.postgres_s
     if cpu.client_s:
-        rates["ab CPU"] = 1 / cpu.client_s
+        rates["ab CPU"] = generators / cpu.client_s
     if cpu.proxy_s:
         rates["wire proxy CPU"] = 1 / cpu.proxy_s  # one asyncio process: one core
     if cpu.pgbouncer_s:
@@ -164,6 +167,7 @@ def predict(
     hold_s: float | None = None,
     cpu: CpuPerRequest | None = None,
     loop_cpu_s: float | None = None,
+    generators: int = 1,
 ) -> Prediction:
     """The throughput of ``scenario``: its uncontended latency ``latency_s`` (W) bounds the clients,
     the server's share ``hold_s`` (S, default W) the resources, and ``cpu`` (per request) the CPU.
@@ -171,7 +175,8 @@ def predict(
     The event loop is held for S and, besides, for the CPU it spends on the request outside the
     app (HTTP in and out, accepting): the service's CPU per request less ``loop_cpu_s``, the loop's
     CPU within S (Server-Timing ``loop``). Nothing else runs while a blocking call holds it, so an
-    ``async-blocking`` route gets the loop for S plus that share, not for S alone."""
+    ``async-blocking`` route gets the loop for S plus that share, not for S alone. ``generators`` load generators
+    (ab processes) give the client ``generators`` cores."""
     latency_s = max(latency_s, 1e-6)
     hold = max(hold_s or latency_s, 1e-6)
     outside_app = 0.0
@@ -183,7 +188,7 @@ def predict(
         rate = bound.rps(held)
         rates[bound.resource] = min(rate, rates.get(bound.resource, math.inf))
     if cpu is not None:
-        rates.update(cpu_bounds(cpu, shape))
+        rates.update(cpu_bounds(cpu, shape, generators))
     bound_name = min(rates, key=rates.__getitem__)
     rps = rates[bound_name]
     slots = {bound.resource: bound.slots / bound.hold_fraction for bound in bounds(scenario, concurrency, shape)}
@@ -210,6 +215,12 @@ def in_band(efficiency: float | None) -> bool | None:
 def explain(case: CaseSummary) -> str:
     """What went wrong with a case, and why it misses its prediction by more than ``MODEL_BAND`` ('' when nothing)."""
     notes = []
+    generators = case.generators
+    if generators is not None and generators.saturated:
+        busiest = generators.busiest
+        notes.append(f"bound: load generator ({generators.count} {generators.engine} process"
+                     f"{'es' if generators.count > 1 else ''}, the busiest asking for {busiest:.0%} of a core): the "
+                     "figure is the generators', not the service's" if busiest is not None else "bound: load generator")
     if case.errors:
         notes.append(f"error in {len(case.errors)} of {case.repetitions} rounds: " + " ".join(case.errors[0].split())[:140])
     share = case.worst_error_share
@@ -219,12 +230,13 @@ def explain(case: CaseSummary) -> str:
     measured, bound = case.efficiency, case.bound or "?"
     if in_band(measured) is False and measured is not None:
         cpu = case.cpu_utilisation
-        part = {"service CPU": "service_s", "Postgres CPU": "postgres_s", "ab CPU": "client_s", "wire proxy CPU": "proxy_s",
+        part = {"service CPU": "service_s", "Postgres CPU": "postgres_s", "ab CPU": "client_s", GENERATOR_BOUND: "client_s",
+                "wire proxy CPU": "proxy_s",
                 "PgBouncer CPU": "pgbouncer_s", "event loop": "service_s"}.get(bound)
         before, during = (case.calibration_cpu_ms(part), case.cpu_ms(part)) if part else (None, None)
         grew = f" ({before:.2f} ms per request in the warm-up, {during:.2f} under load)" if before and during else ""
         if measured < 1:
-            if "CPU" in bound or bound == "shared cores":
+            if bound in CPU_BOUNDS:
                 why = ("the CPU the model budgets is not all there: other processes share the cores (the /ping probe, "
                        "the harness, anything else running), and CPU per request changes under load" + grew)
             elif cpu is not None and cpu > CPU_BUSY:
@@ -243,7 +255,7 @@ def explain(case: CaseSummary) -> str:
             # The bound is one core per worker, for the GIL; CPU spent with the GIL released runs beside it.
             why = (f"the service kept {cpu:.2f} cores busy, more than the one per worker the GIL allows Python: work "
                    "that releases it (the kernel copying a file's pages, in the threads that read it) runs beside it" + grew)
-        elif "CPU" in bound or bound == "shared cores":
+        elif bound in CPU_BOUNDS:
             why = "CPU per request fell under load below the warm-up's (batched work, warm caches)" + grew
         else:
             why = f"the {bound} is held for less than S, measured with one client, says"
@@ -266,7 +278,7 @@ def efficiency(measured_rps: float | None, predicted: Prediction) -> float | Non
 
 
 #: The bounds of the utilisation law: where one binds, a figure is explained by the CPU spent, not predicted.
-CPU_BOUNDS = ("service CPU", "Postgres CPU", "ab CPU", "wire proxy CPU", "PgBouncer CPU", "shared cores")
+CPU_BOUNDS = ("service CPU", "Postgres CPU", "ab CPU", "wire proxy CPU", "PgBouncer CPU", "shared cores", GENERATOR_BOUND)
 
 
 def bound_class(bound: str | None) -> str | None:
@@ -277,13 +289,13 @@ def bound_class(bound: str | None) -> str | None:
     return "explained" if bound in CPU_BOUNDS else "predicted"
 
 
-def explained_rps(cpu: dict[str, Any] | None, shape: ServerShape) -> tuple[float, str] | None:
+def explained_rps(cpu: dict[str, Any] | None, shape: ServerShape, generators: int = 1) -> tuple[float, str] | None:
     """The utilisation law on the CPU a run itself spent per request: its rate if a CPU part was saturated."""
     if not cpu:
         return None
     spent = CpuPerRequest(**{k: cpu.get(k) for k in ("service_s", "postgres_s", "client_s", "new_sessions", "proxy_s",
                                                     "closed_sessions", "pgbouncer_s", "backends")})
-    rates = cpu_bounds(spent, shape)
+    rates = cpu_bounds(spent, shape, generators)
     if not rates:
         return None
     name = min(rates, key=rates.__getitem__)

@@ -69,6 +69,8 @@ class Record(TypedDict, total=False):
     duration_s: float
     error: str | None
     # What was measured.
+    engine: str | None  # what made the load: "ab" (``generators.AbGroup``) or "locust" (``locust_load.Swarm``)
+    generators: dict[str, Any] | None  # generators.GeneratorUse.to_dict(): how many, each one's CPU (cores) in the window
     method: str | None  # how the rate was counted: "completion log", "ab -g whole seconds", "ab whole run"
     steady: dict[str, Any] | None  # steady.Steady.to_dict(): the window's rate, completions and length
     warm_s: float | None  # the warm-up discarded before the window

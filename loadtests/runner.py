@@ -46,6 +46,8 @@ from loadtests.ab import AbError, AbRun
 from loadtests.claims import PING_METRICS
 from loadtests.errors import HarnessError
 from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
+from loadtests.generators import generator_count
+from loadtests.locust_load import GeneratorLost, Swarm, SwarmError
 from loadtests.model import Prediction, ServerShape, efficiency, predict
 from loadtests.plan import Block, Job, Pair, sequence
 from loadtests.probe import PingProbe, measure_uncontended
@@ -280,6 +282,12 @@ class Harness:
     wire: dict[str, WirePerRequest] = field(default_factory=dict)
     #: The Postgres backends' monitor (their CPU), for a database this harness prepared.
     stats: ServerStats | None = None
+    #: ab processes per sample, splitting c (``--generators``); None: enough for each to stay under 70% of a core.
+    generators: int | None = 1
+    #: ``--engine locust``: the Locust master and its workers, which then make every sample's load.
+    swarm: Swarm | None = None
+    #: A load generator lost mid-run: raised once its case is recorded.
+    lost: HarnessError | None = None
 
     @property
     def measured(self) -> int:
@@ -502,6 +510,8 @@ class Harness:
         estimate.record(job, record.get("duration_s") or expected)
         progress.update(task, advance=expected, done=self.measured)
         progress.console.print(summary_line(record))
+        if self.lost is not None:  # recorded with its error; the run stops here, as for a dead service
+            raise self.lost
         troubled = record.get("error") or (record.get("ab") or {}).get("failed")
         if troubled and not served.alive:
             log = (tail(served.process.log_path) or "(empty)") if served.process else "(not ours: no log)"
@@ -558,6 +568,7 @@ class Harness:
             "threadpool_tokens": shape.threadpool_tokens, "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "method": None, "requests": None, "uncontended_ms": None, "ping_uncontended_ms": None, "server_ms": None,
             "loop_cpu_ms": None,
+            "engine": None, "generators": None,
             "steady": None, "warm_s": None, "window_s": None, "foreign_in_window": None, "ab": None, "model": None,
             "efficiency": None,
             "ping": None, "cpu": None, "calibration_cpu": None, "cpu_utilisation": None, "wire": None,
@@ -570,8 +581,11 @@ class Harness:
                 record["error"] = f"answered {calibration.status} to a single client: {calibration.body[:200]}"
                 return record
             # The prediction comes from the calibration alone, made before the sample.
+            generators = self._generators(job, calibration, shape)
             prediction = predict(job.case.scenario, job.concurrency, calibration.cycle_s, shape,
-                                 hold_s=calibration.server_s, cpu=calibration.cpu, loop_cpu_s=calibration.loop_cpu_s)
+                                 hold_s=calibration.server_s, cpu=calibration.cpu, loop_cpu_s=calibration.loop_cpu_s,
+                                 generators=generators)
+            record["engine"] = "locust" if self.swarm is not None else "ab"
             record["uncontended_ms"] = calibration.cycle_s * 1000
             record["ping_uncontended_ms"] = served.ping_ms
             record["server_ms"] = calibration.server_s * 1000 if calibration.server_s else None
@@ -579,7 +593,8 @@ class Harness:
             record["calibration_cpu"] = calibration.cpu.to_dict() if calibration.cpu else None
             record["model"] = prediction.to_dict()
             record["wire"] = self.wire.get(job.case.key) if job.via == "direct" else None
-            sample = self._sample(job, served, url, calibration, prediction, first)
+            sample = self._sample(job, served, url, calibration, prediction, first, generators)
+            record["generators"] = sample.generators.to_dict() if sample.generators else None
             record["method"] = "ab whole run" if sample.steady is None and self.profile.fixed_requests else (
                 sample.steady.method if sample.steady else None)
             record["steady"] = sample.steady.to_dict() if sample.steady else None
@@ -597,12 +612,33 @@ class Harness:
                 record["pgbouncer"] = pgbouncer_pools(served.pgbouncer)
         except (AbError, httpx.HTTPError) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
+        except (GeneratorLost, SwarmError) as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            self.lost = exc
         finally:
             record["duration_s"] = round(time.monotonic() - started, 3)
         return record
 
+    def _generators(self, job: Job, calibration: Calibration, shape: ServerShape) -> int:
+        """How many load generators this sample runs: the swarm's workers, ``--generators``, or (auto) enough ab
+        processes for the rate the case can reach without an ab bound, each under 70% of a core at the CPU one ab
+        spent per request in the calibration."""
+        if self.swarm is not None:
+            return self.swarm.size
+        if self.generators is not None:
+            return self.generators
+        client_s = calibration.cpu.client_s if calibration.cpu else None
+        cores = os.cpu_count() or 1
+        free = predict(job.case.scenario, job.concurrency, calibration.cycle_s, shape, hold_s=calibration.server_s,
+                       cpu=calibration.cpu, loop_cpu_s=calibration.loop_cpu_s, generators=cores)
+        reachable = min((rate for name, rate in free.bounds.items() if name != "ab CPU"),
+                        default=free.rps)
+        earlier = median([r for rec in self.records if rec["case"] == job.case.key
+                          and rec.get("concurrency") == job.concurrency and (r := successful_rps(rec))])
+        return generator_count(job.concurrency, max(reachable, earlier or 0.0), client_s, cores)
+
     def _sample(self, job: Job, served: Served, url: str, calibration: Calibration, prediction: Prediction,
-                first: bool) -> Sample:
+                first: bool, generators: int = 1) -> Sample:
         meter = CpuMeter(served.pid, self.stats, served.middle)
         predicted_rps = prediction.rps
         if self.profile.fixed_requests:
@@ -633,7 +669,8 @@ class Harness:
         # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.
         timeout_s = max(30.0, min(3600.0, 2 * job.concurrency / max(expected, 1e-3)))
         return steady_sample(url, job.concurrency, window, log=served.log, meter=meter,
-                             expected_rps=expected, keepalive=self.keepalive, probe=served.probe, timeout_s=timeout_s)
+                             expected_rps=expected, keepalive=self.keepalive, probe=served.probe, timeout_s=timeout_s,
+                             generators=generators, engine=self.swarm.load if self.swarm is not None else None)
 
 
 def summary_line(record: Record) -> str:

@@ -8,6 +8,10 @@ it. Then it stops ab, which reports the failures of the whole run. The figure of
 its window's rate (``steady.window_rate``), so it does not depend on how many requests were
 asked for: ``-n`` only sets how many completions the window waits for.
 
+The load is one ab by default; ``generators`` ab processes split c between them (``generators.AbGroup``),
+and another engine (Locust: ``locust_load.Swarm``) can make it instead. Whatever makes it, the window is
+counted on the completion log, where several generators' completions add up.
+
 Without a completion log (a target whose log this machine cannot read) the window is counted
 from ab's ``-g`` file in whole seconds (``steady.gnuplot_window``), and samples last seconds.
 The article's own method, ``ab -n 200 -c 100`` start to end, is ``whole_run``: its figure
@@ -23,7 +27,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from app.completions import route_key
-from loadtests.ab import AbError, AbResult, AbRun, run_ab
+from loadtests.ab import AbError, AbResult, run_ab
+from loadtests.generators import AbGroup, GeneratorUse, Load, window_use
 from loadtests.probe import PingProbe, PingSummary
 from loadtests.steady import MIN_COMPLETIONS, Steady, gnuplot_window, parse_gnuplot, window_rate
 from loadtests.work import CpuMeter, CpuPerRequest
@@ -99,6 +104,8 @@ class Sample:
     foreign_in_window: int | None
     #: Service CPU seconds per wall second in the window (the utilisation law: ~1 per worker is saturated).
     utilisation: float | None
+    #: The load generators: engine, how many, each one's CPU in the window.
+    generators: GeneratorUse | None = None
 
     @property
     def rps(self) -> float | None:
@@ -116,10 +123,17 @@ def _requests_cap(concurrency: int, expected_rps: float, window: Window) -> int:
     return int(min(1_000_000, max(1_000, 4 * concurrency, planned)))
 
 
+class LoadFactory(Protocol):
+    """Makes the load of one sample (another engine than ab: ``locust_load.Swarm.load``)."""
+
+    def __call__(self, url: str, concurrency: int, *, keepalive: bool, timeout_s: float) -> Load: ...
+
+
 def steady_sample(url: str, concurrency: int, window: Window, *, log: CompletionSource | None,
                   meter: CpuMeter, expected_rps: float, keepalive: bool = False, probe: PingProbe | None = None,
-                  timeout_s: float = 30.0) -> Sample:
-    """ab against ``url`` at ``concurrency`` clients, counted in a steady window (see the module docstring).
+                  timeout_s: float = 30.0, generators: int = 1, engine: LoadFactory | None = None) -> Sample:
+    """ab (``generators`` processes splitting c, or ``engine``'s load) against ``url`` at ``concurrency`` clients,
+    counted in a steady window (see the module docstring).
 
     ``probe`` is a /ping probe already running on the service: the sample keeps the probes scheduled in its window."""
     if log is None:
@@ -128,10 +142,13 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
         seconds = GNUPLOT_WINDOW_S + GNUPLOT_ROUNDING_S + concurrency / max(expected_rps, 1e-3)
         window = Window(window.warm_s, max(window.seconds, seconds), window.completions,
                         max(window.max_seconds, seconds), window.quiet_s)
-    with AbRun(url, _requests_cap(concurrency, expected_rps, window), concurrency, keepalive=keepalive,
-               timeout_s=timeout_s, gnuplot=log is None) as load:
+    made: Load = engine(url, concurrency, keepalive=keepalive, timeout_s=timeout_s) if engine is not None else \
+        AbGroup(url, _requests_cap(concurrency, expected_rps, window), concurrency, generators, keepalive=keepalive,
+                timeout_s=timeout_s, gnuplot=log is None)
+    with made as load:
         time.sleep(window.warm_s)
-        opened, cpu_before = time.monotonic_ns(), meter.read(load.pid)
+        opened, cpu_before, gen_before = time.monotonic_ns(), meter.read(load.pids), load.generator_cpu()
+        demand_before = load.generator_demand()
         mark = log.snapshot() if log is not None else None
         # The window ends at a moment set in advance, never at a completion: a window that closed on its
         # n-th completion would end on a burst and count it whole. Too few completions double it, again at
@@ -145,7 +162,8 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
                     break
                 planned = min(2 * planned, window.max_seconds)
             time.sleep(min(POLL_S, max(0.0, planned - elapsed)))
-        closed, cpu_after = time.monotonic_ns(), meter.read(load.pid)
+        closed, cpu_after, gen_after = time.monotonic_ns(), meter.read(load.pids), load.generator_cpu()
+        demand_after = load.generator_demand()
         end_mark = log.snapshot() if log is not None else None
         result = load.stop()
         # ab dropped its requests in flight, but the service still serves them (a blocked loop, a full
@@ -163,12 +181,13 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
                                     load.stopped_epoch)
             other = foreign = None
     seconds = (closed - opened) / 1e9
+    use = window_use(load, gen_before, gen_after, seconds, demand_before, demand_after)
     counted = steady.rps * seconds if steady else 0
     cpu = CpuMeter.per_request(cpu_before, cpu_after, round(counted)) if counted >= 1 else None
     busy = cpu_after.service - cpu_before.service if cpu_after.service is not None and cpu_before.service is not None else None
     ping = probe.window(opened / 1e9, closed / 1e9) if probe is not None else None
     return Sample(result, steady, cpu, ping, window.warm_s, seconds, wall_s, other, foreign,
-                  busy / seconds if busy is not None and seconds > 0 else None)
+                  busy / seconds if busy is not None and seconds > 0 else None, use)
 
 
 def drain(log: CompletionSource | None, quiet_s: float, expected_s: float) -> None:
@@ -209,4 +228,4 @@ def whole_run(url: str, requests: int, concurrency: int, *, meter: CpuMeter, kee
                   busy / wall_s if busy is not None and wall_s > 0 else None)
 
 
-__all__ = ["AbError", "CompletionSource", "Sample", "Window", "steady_sample", "whole_run"]
+__all__ = ["AbError", "CompletionSource", "LoadFactory", "Sample", "Window", "steady_sample", "whole_run"]

@@ -36,6 +36,35 @@ def values(records: Iterable[Record], get: Callable[[Record], float | None]) -> 
     return [v for v in (get(r) for r in records) if v is not None]
 
 
+#: The bound a case gets when its load generators, not the service, were the bottleneck (``generators.GENERATOR_BUSY``).
+GENERATOR_BOUND = "load generator"
+
+
+@dataclass(frozen=True)
+class GeneratorSummary:
+    """The load generators of a case's rounds: engine, how many, each one's CPU in cores (median over the rounds)."""
+
+    engine: str
+    count: int
+    cpu: tuple[float | None, ...]
+    latency: str | None
+    #: Rounds in which the busiest generator asked for GENERATOR_BUSY of a core, of the rounds whose CPU was read.
+    saturated_rounds: int
+    judged_rounds: int
+    #: What each asked of the cores (CPU plus runqueue wait), in cores (median over the rounds); empty when not read.
+    demand: tuple[float | None, ...] = ()
+
+    @property
+    def busiest(self) -> float | None:
+        values = [v for v in (self.demand if any(d is not None for d in self.demand) else self.cpu) if v is not None]
+        return max(values) if values else None
+
+    @property
+    def saturated(self) -> bool:
+        """The generators were the bottleneck in at least half the rounds: the figure is theirs, not the service's."""
+        return self.judged_rounds > 0 and 2 * self.saturated_rounds >= self.judged_rounds
+
+
 ping_p50 = _ping("p50_ms")
 ping_p90 = _ping("p90_ms")
 
@@ -129,9 +158,31 @@ class CaseSummary:
         return median(values(self.records, predicted_rps))
 
     @property
-    def bound(self) -> str | None:
+    def generators(self) -> GeneratorSummary | None:
+        used = [g for r in self.records if (g := r.get("generators")) and not r.get("error")]
+        if not used:
+            return None
+        count = max(int(g.get("count") or 1) for g in used)
+        cpu = tuple(median([c[i] for g in used if i < len(c := g.get("cpu") or []) and c[i] is not None])
+                    for i in range(count))
+        demand = tuple(median([d[i] for g in used if i < len(d := g.get("demand") or []) and d[i] is not None])
+                       for i in range(count))
+        judged = [bool(g["saturated"]) for g in used if g.get("saturated") is not None]
+        return GeneratorSummary(str(used[0].get("engine") or "ab"), count, cpu, used[0].get("latency"), sum(judged),
+                                len(judged), demand if any(d is not None for d in demand) else ())
+
+    @property
+    def model_bound(self) -> str | None:
+        """The bound the calibration's model named, before the rounds."""
         bounds = [(r.get("model") or {}).get("bound") for r in self.records]
         return next((b for b in bounds if b), None)
+
+    @property
+    def bound(self) -> str | None:
+        """What limited the case: the load generators where they were saturated (whatever the model said), else the
+        model's bound."""
+        generators = self.generators
+        return GENERATOR_BOUND if generators is not None and generators.saturated else self.model_bound
 
     @property
     def capacity(self) -> float | None:

@@ -16,6 +16,7 @@ Drivers are only comparable on equal work, so the harness counts it instead of a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -131,12 +132,16 @@ class CpuMeter:
         self.stats = stats
         self.middle = middle or {}
 
-    def read(self, client_pid: int | None = None) -> CpuReading:
+    def read(self, client_pids: int | Sequence[int] | None = None) -> CpuReading:
+        """Everyone's CPU now; the client's is the sum over ``client_pids`` (several load generators), None when
+        one of them cannot be read (a generator on another machine)."""
+        pids = [client_pids] if isinstance(client_pids, int) else list(client_pids or ())
+        clients = [cpu_seconds(pid, children=False) for pid in pids]
         return CpuReading(
             cpu_seconds(self.service_pid) if self.service_pid else None,
             {name: cpu_seconds(pid) for name, pid in self.middle.items()},
             self.stats.snapshot().cpu if self.stats is not None else None,
-            cpu_seconds(client_pid, children=False) if client_pid else None,
+            sum(c for c in clients if c is not None) if clients and None not in clients else None,
             steal_seconds(),
         )
 

@@ -56,10 +56,15 @@ def test_every_malformed_file_has_its_expectation() -> None:
     assert len(REFUSED) >= 12
 
 
+def _children() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_a_bad_claims_file_exits_2_naming_file_claim_and_field_and_starts_nothing(name: str, tmp_path: Path) -> None:
     claim, field, words = REFUSED[name]
     out = tmp_path / "check"
+    earlier = _children()  # other tests' servers (session fixtures) are not this check's
     code, output = run_check(str(BAD / name), "--out", str(out))
     assert code == EXIT_USAGE, output
     assert output.startswith("error: ") and str(BAD / name) in output and words in output, output
@@ -68,7 +73,7 @@ def test_a_bad_claims_file_exits_2_naming_file_claim_and_field_and_starts_nothin
     else:
         assert "line" in output, "a TOML error says where"
     assert not out.exists(), "no run folder"
-    assert psutil.Process().children(recursive=True) == [], "no server, proxy or ab started"
+    assert _children() - earlier == set(), "no server, proxy or ab started"
 
 
 @pytest.mark.postgres
@@ -77,10 +82,11 @@ def test_pools_beyond_the_servers_max_connections_exit_2_before_anything_starts(
     monkeypatch.setenv("DATABASE_URL", empty_database_factory())
     out = tmp_path / "check"
     path = BAD / "pools-beyond-max-connections.toml"
+    earlier = _children()
     code, output = run_check(str(path), "--out", str(out))
     assert code == EXIT_USAGE, output
     assert f"{path}: claim lookups-async: setup.pool_max: connection budget" in output and "does not fit" in output, output
-    assert not out.exists() and psutil.Process().children(recursive=True) == []
+    assert not out.exists() and _children() - earlier == set()
 
 
 def test_no_files_and_missing_files_are_refused(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def run_compose(*args: str, env_file: Path | None = None, variables: dict[str, s
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(variables or {})}
     return subprocess.run(
         [str(binary), "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(env_file or os.devnull),
-         "--profile", "loadtest", *args],
+         "--profile", "loadtest", "--profile", "locust", *args],
         capture_output=True, text=True, timeout=60, env=env, cwd=ROOT, check=False,
     )
 
@@ -506,6 +506,37 @@ def test_loadtest_shares_the_app_network_and_pid_namespaces_and_targets_localhos
     assert option_value(argv, "--profile") == "default"
 
 
+def test_locust_workers_are_replicas_in_the_app_namespace_that_the_harness_can_expect() -> None:
+    """The locust-worker service: ``deploy.replicas`` workers of the harness's own worker command, reaching the
+    master and the app on the app's loopback; started only with the locust profile, and as many as the documented
+    ``--expect-workers``."""
+    from typer.main import get_command
+
+    from loadtests.cli import cli
+
+    text = COMPOSE_FILE.read_text()
+    workers = service("locust-worker")
+    assert workers["network_mode"] == "service:app" and "ports" not in workers
+    assert workers["profiles"] == ["locust"]
+    replicas = int(workers["deploy"]["replicas"])
+    assert replicas >= 2
+    assert f"--expect-workers {replicas}" in text, "the comment's command expects as many workers as the replicas"
+    entrypoint = [str(part) for part in workers["entrypoint"]]
+    assert entrypoint[:4] == ["python", "-m", "loadtests", "worker"]
+    command = get_command(cli)
+    assert isinstance(command, typer.core.TyperGroup)
+    worker = command.commands["worker"]
+    names = {opt for param in worker.params for opt in param.opts}
+    assert {arg for arg in entrypoint[4:] if arg.startswith("--")} <= names
+    assert option_value(entrypoint, "--master") in ("127.0.0.1", "localhost")
+    defaults = {param.name: param.default for param in command.params}
+    assert int(option_value(entrypoint, "--master-port") or 0) == defaults["master_port"]
+    # The documented harness command parses, and its options are the CLI's.
+    documented = re.search(r"run --rm loadtest (.+)", text)
+    assert documented is not None
+    command.make_context("loadtests", documented.group(1).split()).close()
+
+
 def test_loadtest_writes_to_the_runs_mount_as_the_checkout_owner() -> None:
     loadtest = service("loadtest")
     mounts = bind_mounts(loadtest)
@@ -566,13 +597,17 @@ def venv_source(stage: str) -> str:
 def installed_requirements(stage: str) -> list[str]:
     """What the ``pip install -r`` steps of ``stage`` and its bases read from pyproject.toml."""
     runs = " ".join(args for name in stage_base_chain(stage) for args in instructions(name, "RUN"))
-    return re.findall(r"\['project'\](\['[\w-]+'\](?:\['[\w-]+'\])?)", runs)
+    found = re.findall(r"\['project'\](\['[\w-]+'\](?:\['[\w-]+'\])?)", runs)
+    # A stage may read several extras through one name: e = ...['optional-dependencies']; e['bench'] + e['locust'].
+    found += [f"['optional-dependencies']['{extra}']" for extra in re.findall(r"\be\['([\w-]+)'\]", runs)]
+    return [entry for entry in found if entry != "['optional-dependencies']"]
 
 
 def test_the_app_image_has_the_service_dependencies_and_the_loadtest_image_adds_bench() -> None:
     app_venv, load_venv = venv_source("app"), venv_source("loadtest")
     assert installed_requirements(app_venv) == ["['dependencies']"], "the app image installs [project].dependencies alone"
-    assert sorted(installed_requirements(load_venv)) == ["['dependencies']", "['optional-dependencies']['bench']"]
+    assert sorted(installed_requirements(load_venv)) == ["['dependencies']", "['optional-dependencies']['bench']",
+                                                         "['optional-dependencies']['locust']"]
     # And the project itself into each, with no dependency resolution of its own.
     for stage in (app_venv, load_venv):
         assert any("pip install --no-deps" in args and "pip check" in args for args in instructions(stage, "RUN")), stage

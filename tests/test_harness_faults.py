@@ -279,6 +279,16 @@ BAD_INPUT: dict[str, tuple[list[str], *tuple[str, ...]]] = {
     "zero sweep level": (["--sweep", "--sweep-levels", "0,8"], "--sweep-levels must be integers >= 1"),
     "non-local target": (["--target", "http://example.com"], "refusing host 'example.com'"),
     "missing compare folder": (["--compare", "no/such/run"], "--compare: no run folder"),
+    "garbage generators": (["--generators", "lots"], "--generators takes a count or auto, got 'lots'"),
+    "zero generators": (["--generators", "0"], "--generators takes 1 to 64 processes, got 0"),
+    "unknown engine": (["--engine", "gatling"], "unknown --engine 'gatling'; choose from ab, locust"),
+    "workers without locust": (["--processes", "2"], "--processes and --expect-workers drive Locust's workers"),
+    "locust without workers": (["--engine", "locust"], "--engine locust needs exactly one of --processes N"),
+    "locust with both": (["--engine", "locust", "--processes", "2", "--expect-workers", "2"], "needs exactly one of"),
+    "locust with generators": (["--engine", "locust", "--processes", "2", "--generators", "2"],
+                               "with --engine locust use --processes or --expect-workers"),
+    "generators on the article": (["--profile", "article", "--generators", "2"], "runs ab start to end"),
+    "more generators than clients": (["-c", "2", "--generators", "3"], "3 load generators need at least as many clients"),
 }
 
 

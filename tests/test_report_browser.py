@@ -8,30 +8,19 @@ Playwright drives /usr/bin/chromium; it never downloads a browser of its own.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import pytest
-from playwright.sync_api import Locator, Page, ViewportSize, expect, sync_playwright
+from browser import ACTION_TIMEOUT_MS, CHROMIUM, SCREEN, headless_chromium
+from playwright.sync_api import Locator, Page, expect
 from synthetic import make_records, make_run, write_folder
 
 from loadtests.findings import evaluate_all
 from loadtests.report import write_report
 from loadtests.results import HTML_REPORT, read_run
-
-CHROMIUM = shutil.which("chromium")
-# As root on a closed network: no sandbox, no GPU, and nothing that phones home (the refused
-# connections otherwise pile up at every start).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-quic"]
-SCREEN: ViewportSize = {"width": 1280, "height": 900}
-#: Every browser action and expectation gives up after this long (ms), so a hung page fails the test.
-ACTION_TIMEOUT_MS = 15_000
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH; .ci/run installs Debian's chromium package"),
@@ -64,31 +53,15 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def report(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
     """report.html open in headless Chromium; afterwards no process of that browser may remain."""
     profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh --user-data-dir: no state from another run
-    earlier = {child.pid for child in psutil.Process().children(recursive=True)}  # other tests' processes
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport=SCREEN,
-            timeout=60_000)
-        try:
-            context.set_default_timeout(ACTION_TIMEOUT_MS)
-            expect.set_options(timeout=ACTION_TIMEOUT_MS)
-            page = context.pages[0] if context.pages else context.new_page()
-            found = Report(page, folder)
-            page.on("request", lambda request: found.requests.append(request.url))
-            page.on("pageerror", lambda error: found.errors.append(str(error)))
-            page.on("console", lambda message: found.errors.append(message.text) if message.type == "error" else None)
-            page.goto((folder / HTML_REPORT).as_uri(), wait_until="load")
-            yield found
-        finally:
-            # Playwright's driver and every Chromium process.
-            spawned = [child for child in psutil.Process().children(recursive=True) if child.pid not in earlier]
-            context.close()
-    _, alive = psutil.wait_procs(spawned, timeout=10)
-    alive += [p for p in psutil.process_iter(["cmdline"]) if f"--user-data-dir={profile}" in (p.info["cmdline"] or [])]
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    assert not alive, f"browser processes left behind: {[p.pid for p in alive]}"
+    with headless_chromium(profile) as context:
+        expect.set_options(timeout=ACTION_TIMEOUT_MS)
+        page = context.pages[0] if context.pages else context.new_page()
+        found = Report(page, folder)
+        page.on("request", lambda request: found.requests.append(request.url))
+        page.on("pageerror", lambda error: found.errors.append(str(error)))
+        page.on("console", lambda message: found.errors.append(message.text) if message.type == "error" else None)
+        page.goto((folder / HTML_REPORT).as_uri(), wait_until="load")
+        yield found
 
 
 def test_the_verdict_and_the_findings_are_on_the_first_screen(report: Report, folder: Path) -> None:

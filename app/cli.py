@@ -107,13 +107,7 @@ def serve(
     if like is not None:
         typer.echo(f"shaped like the {like} profile: {settings.threadpool_tokens} threadpool tokens, pools of "
                    f"{settings.pool_max}, {settings.workers} worker(s), database {rtt_ms or 0:g} ms away")
-    # A completion log unless one is configured: a load test on this machine then counts steady windows from it
-    # (app/completions.py) rather than from ab's whole seconds. It lives in memory and goes with the service.
-    own_log = settings.completions_dir is None
-    if own_log:
-        shared_memory = Path("/dev/shm")
-        folder = tempfile.mkdtemp(prefix="iobench-completions-", dir=shared_memory if shared_memory.is_dir() else None)
-        settings = settings.model_copy(update={"completions_dir": Path(folder)})
+    own_log: Path | None = None
     database = locate(settings)
     proxy: ProxyProcess | None = None
     try:
@@ -126,6 +120,13 @@ def serve(
             measured = added_rtt_ms(database.url, proxy.url)
             typer.echo(f"{proxy.describe()}; measured: +{measured:.2f} ms per round trip")
             settings = settings.model_copy(update={"database_url": proxy.url, "db_rtt_ms": rtt_ms})
+        if settings.completions_dir is None:
+            # A completion log unless one is configured: a load test on this machine then counts steady windows
+            # from it (app/completions.py) rather than from ab's whole seconds. In memory; it goes with the service.
+            shared_memory = Path("/dev/shm")
+            own_log = Path(tempfile.mkdtemp(prefix="iobench-completions-",
+                                            dir=shared_memory if shared_memory.is_dir() else None))
+            settings = settings.model_copy(update={"completions_dir": own_log})
         # Workers are fresh processes that build the app from the environment.
         os.environ.update(settings.to_env())
         uvicorn.run(
@@ -141,8 +142,8 @@ def serve(
         if proxy is not None:
             proxy.stop()
         database.close()
-        if own_log and settings.completions_dir is not None:
-            shutil.rmtree(settings.completions_dir, ignore_errors=True)
+        if own_log is not None:
+            shutil.rmtree(own_log, ignore_errors=True)
 
 
 def _profile_shape(name: str) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def plan(claims: Sequence[Claim], base: Profile) -> list[SetupRun]:
         pairs = comparisons(finding_pairs(members) + chains)
         judged = {(key, c.concurrency or profile.concurrency) for c in members if c.denominator is None for key in c.cases}
         runs.append(SetupRun(number, setup, tuple(members), profile, tuple(jobs), tuple(pairs),
-                             tuple(blocks(jobs, pairs, profile.concurrency, judged))))
+                             tuple(blocks(jobs, pairs, profile.concurrency, judged, rounds=profile.repeat,
+                                          ranked_rounds=profile.ranked_repeat))))
     return runs
 
 

@@ -238,10 +238,16 @@ def _check_run_folder(path: Path, what: str) -> Path:
     return path
 
 
-def _list(planned: list[Block], repeat: int) -> None:
-    samples = sum(block.samples(repeat) + len(block.sweeps) for block in planned)
+def _rounds(profile: Profile) -> str:
+    """The rounds a run measures, as its header and --list say them."""
+    more = f" ({profile.ranked_repeat} for the pairs a reader ranks)" if profile.ranked_repeat > profile.repeat else ""
+    return f"{profile.repeat} rounds{more}"
+
+
+def _list(planned: list[Block], profile: Profile) -> None:
+    samples = sum(block.samples() + len(block.sweeps) for block in planned)
     table = Table("block", "sequence of a round (compared pairs side by side)", "sweep points",
-                  title=f"{len(planned)} blocks, {repeat} rounds each: {samples} samples")
+                  title=f"{len(planned)} blocks, {_rounds(profile)}: {samples} samples")
     for block in planned:
         table.add_row(escape(block.name), escape(" | ".join(job.label for job in block.sequence)),
                       escape(", ".join(job.label for job in block.sweeps)))
@@ -561,9 +567,9 @@ def main_command(
             jobs += [Job(case, level, sweep=True) for case in cases_for(swept, profile.seconds) for level in levels]
     pairs = comparisons(finding_pairs(FINDINGS),
                         all_to_reference=profile.all_to_reference, cases=[job.case.key for job in jobs])
-    planned = blocks(jobs, pairs, profile.concurrency)
+    planned = blocks(jobs, pairs, profile.concurrency, rounds=profile.repeat, ranked_rounds=profile.ranked_repeat)
     if list_only:
-        _list(planned, profile.repeat)
+        _list(planned, profile)
         raise typer.Exit(0)
 
     try:
@@ -625,9 +631,9 @@ def _execute(folder: RunFolder, profile: Profile, planned: list[Block], pairs: l
     """Measure ``planned`` into ``folder``, render its report, print the verdicts: (exit code, verdicts).
 
     ``claims``: a team's claims, recorded in run.json (the run judges them, not iobench's findings)."""
-    samples = sum(block.samples(profile.repeat) + len(block.sweeps) for block in planned)
+    samples = sum(block.samples() + len(block.sweeps) for block in planned)
     looks = Looks.planned(profile.repeat, profile.max_repeat)
-    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(planned)} blocks x {profile.repeat} rounds, "
+    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(planned)} blocks x {_rounds(profile)}, "
                   f"{samples} samples -> {folder.path}")
     exit_code, status, error = 0, "complete", None
     previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
@@ -800,7 +806,7 @@ def check_command(
         for run in runs:
             console.print(f"[bold]{run.name}[/bold] ({escape(run.setup.describe())}): claims {', '.join(c.id for c in run.claims)}",
                           highlight=False)
-            _list(list(run.planned), run.profile.repeat)
+            _list(list(run.planned), run.profile)
         raise typer.Exit(0)
     try:
         ab_path = find_ab()

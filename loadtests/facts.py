@@ -9,6 +9,7 @@ and ``production`` (RTT, PgBouncer, workers). Every ratio a reader compares is p
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -403,6 +404,11 @@ class Facts:
     measurements: int
     sweep_points: int
     rounds: int
+    #: Rounds of the pairs a reader ranks drivers on (the profile's ``ranked_repeat``; 0: the same as ``rounds``).
+    ranked_rounds: int
+    #: The ×/÷ spread a ranked pair's interval is narrowed to (exp of the profile's ``ranked_half_width``).
+    ranked_spread: float
+    #: The most rounds a required finding's case was measured in (more than ``rounds`` after extra looks).
     max_rounds: int
     #: The run's wall time, start to finish (None while it runs, or when run.json lacks either end).
     seconds: float | None
@@ -474,7 +480,10 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         measurements=len(records),
         sweep_points=sum(1 for r in records if r.get("sweep")),
         rounds=int(profile.get("repeat") or 1),
-        max_rounds=max((int(r.get("round", 0)) + 1 for r in records if not r.get("sweep")), default=0),
+        ranked_rounds=int(profile.get("ranked_repeat") or 0),
+        ranked_spread=math.exp(float(profile.get("ranked_half_width") or 0.0)),
+        max_rounds=max((int(r.get("round", 0)) + 1 for r in records if not r.get("sweep") and r.get("case") in {
+            case for v in verdicts if v.finding.required for case in v.finding.cases}), default=0),
         seconds=wall_seconds(run),
         samples=samples(records),
         ping_interval_ms=(profile.get("ping_interval") or 0) * 1000 or None,

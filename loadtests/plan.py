@@ -102,6 +102,9 @@ class Pair:
 #: Cases no comparison reads (the catalogue's other styles) are measured in this many rounds, not all of them:
 #: their figures stand alone, and the time goes to the rounds of the pairs a reader compares.
 ALONE_ROUNDS = 1
+#: Pairs a reader ranks drivers or setups on: measured in the profile's ``ranked_repeat`` rounds, more than the
+#: others, so their intervals can separate drivers a few per cent apart.
+RANKED = ("driver table", "setup table")
 
 
 @dataclass
@@ -113,19 +116,41 @@ class Block:
     sweeps: list[Job] = field(default_factory=list)
     #: Jobs in no compared pair (at the end of the sequence): measured in the first ``ALONE_ROUNDS`` rounds only.
     alone: frozenset[Job] = frozenset()
+    #: Rounds every other job is measured in (the profile's ``repeat``).
+    rounds: int = 1
+    #: The ranked pairs (``RANKED``: numerator, denominator), measured in ``ranked_rounds`` rounds when that is more
+    #: than ``rounds``.
+    ranked_pairs: tuple[tuple[Job, Job], ...] = ()
+    ranked_rounds: int = 0
 
     @property
     def jobs(self) -> list[Job]:
         """Each job once, in sequence order."""
         return list(dict.fromkeys(self.sequence))
 
+    @property
+    def ranked(self) -> frozenset[Job]:
+        return frozenset(job for pair in self.ranked_pairs for job in pair)
+
+    @property
+    def total_rounds(self) -> int:
+        return max(self.rounds, self.ranked_rounds if self.ranked else 0)
+
+    def rounds_of(self, job: Job) -> int:
+        if job in self.alone:
+            return min(ALONE_ROUNDS, self.rounds)
+        return max(self.rounds, self.ranked_rounds) if job in self.ranked else self.rounds
+
     def round(self, number: int) -> list[Job]:
-        """The sequence of round ``number`` (0-based): odd rounds run it backwards."""
-        chosen = [job for job in self.sequence if number < ALONE_ROUNDS or job not in self.alone]
+        """The sequence of round ``number`` (0-based): odd rounds run it backwards. A later round leaves out the
+        jobs whose rounds are done; the pairs left stay adjacent (the walk put them side by side)."""
+        chosen = [job for job in self.sequence if number < self.rounds_of(job)]
+        # Leaving jobs out can put a case twice in a row (R A R -> R R): once is the same pairing.
+        chosen = [job for index, job in enumerate(chosen) if index == 0 or chosen[index - 1] != job]
         return chosen[::-1] if number % 2 else chosen
 
-    def samples(self, rounds: int) -> int:
-        return sum(len(self.round(number)) for number in range(rounds))
+    def samples(self) -> int:
+        return sum(len(self.round(number)) for number in range(self.total_rounds))
 
 
 def reference(workload: str) -> str:
@@ -194,10 +219,11 @@ def sequence(nodes: Sequence[Job], edges: Iterable[tuple[Job, Job]]) -> list[Job
 
 
 def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
-           judged: Collection[tuple[str, int]] = ()) -> list[Block]:
+           judged: Collection[tuple[str, int]] = (), *, rounds: int = 1, ranked_rounds: int = 0) -> list[Block]:
     """The run's blocks: jobs grouped by ``Job.block``, each with its workloads' reference jobs, in an order
     that keeps every pair of ``pairs`` adjacent; sweep jobs go to their case's block, after the rounds.
-    ``judged`` (case, concurrency) are measured every round though in no pair: a claim bounds them alone."""
+    ``judged`` (case, concurrency) are measured every round though in no pair: a claim bounds them alone.
+    Every job is measured in ``rounds`` rounds, a job of a ranked pair (``RANKED``) in ``ranked_rounds`` if more."""
     main = [job for job in jobs if not job.sweep]
     by_key = {(job.case.key, job.concurrency, job.setup): job for job in main}
     grouped: dict[str, list[Job]] = {}
@@ -214,17 +240,20 @@ def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
     result = []
     for name, members in grouped.items():
         at = {(job.case.key, job.concurrency): job for job in members}
-        edges = [(at[(p.numerator, c)], at[(p.denominator, c)]) for p in pairs
+        found = [(p, at[(p.numerator, c)], at[(p.denominator, c)]) for p in pairs
                  for c in [p.concurrency or profile_concurrency]
                  if (p.numerator, c) in at and (p.denominator, c) in at]
+        edges = [(a, b) for _, a, b in found]
         paired = {job for edge in edges for job in edge}
         alone = frozenset(j for j in members if j not in paired and (j.case.key, j.concurrency) not in judged)
-        result.append(Block(name, sequence(members, edges), alone=alone))
+        ranked = tuple(dict.fromkeys((a, b) for p, a, b in found if p.why in RANKED))
+        result.append(Block(name, sequence(members, edges), alone=alone, rounds=rounds, ranked_pairs=ranked,
+                            ranked_rounds=ranked_rounds))
     index = {block.name: block for block in result}
     for job in jobs:
         if job.sweep:
             home = dataclasses.replace(job, sweep=False).block
-            index.setdefault(home, Block(home, [])).sweeps.append(job)
+            index.setdefault(home, Block(home, [], rounds=rounds)).sweeps.append(job)
             if home not in [b.name for b in result]:
                 result.append(index[home])
     return result

@@ -58,10 +58,14 @@ class Profile:
     concurrency: int
     threadpool_tokens: int
     pool_max: int
-    #: A sample's steady window lasts at least this long and holds at least ``window_completions``
-    #: successful completions, unless ``max_window_s`` passes first (``sample.Window``).
+    #: A sample's steady window lasts at least this long, and long enough for ``window_completions`` successful
+    #: completions at the expected rate, unless ``count_window_s`` passes first (``sample.Window``). Completions of
+    #: a saturated service come about as a Poisson stream: a count of n is uncertain by 1/sqrt(n), ±6% at 300,
+    #: and a ratio of two by sqrt(2/n).
     measure_seconds: float = 0.3
-    window_completions: int = 10
+    window_completions: int = 300
+    count_window_s: float = 1.0
+    #: A window with fewer than ``steady.MIN_COMPLETIONS`` is doubled up to this long.
     max_window_s: float = 10.0
     #: The article's own method instead: ``ab -n fixed_requests`` start to end, start-up included.
     fixed_requests: int | None = None
@@ -70,6 +74,14 @@ class Profile:
     sweep_levels: tuple[int, ...] = (1, 16, 128)
     #: Rounds: every case of a block is measured this many times, the block's sequence back to back.
     repeat: int = 4
+    #: Rounds of the pairs a reader ranks drivers and setups on (``plan.RANKED``: the driver and setup tables),
+    #: when more than ``repeat``: a fixed number, planned before the run.
+    ranked_repeat: int = 0
+    #: Then, while a ranked pair's 95% interval is wider than ``ranked_half_width`` on the log scale (0.095: about
+    #: ±10%), its block measures that pair in one more round, up to ``ranked_max_repeat`` (a fixed-width sequential
+    #: interval, Chow and Robbins 1965: the rounds stop on the interval's width, never on its value).
+    ranked_max_repeat: int = 0
+    ranked_half_width: float = 0.095
     #: Rounds a required finding may grow to while inconclusive (each look then judged at the Bonferroni
     #: level, ``stats.Looks``); equal to ``repeat``: a fixed number of rounds, judged at 95%.
     max_repeat: int = 4
@@ -113,7 +125,9 @@ class Profile:
             "name": self.name, "description": self.description, "seconds": self.seconds,
             "concurrency": self.concurrency, "threadpool_tokens": self.threadpool_tokens,
             "pool_max": self.pool_max, "measure_seconds": self.measure_seconds,
-            "window_completions": self.window_completions, "max_window_s": self.max_window_s,
+            "window_completions": self.window_completions, "count_window_s": self.count_window_s,
+            "max_window_s": self.max_window_s, "ranked_repeat": self.ranked_repeat,
+            "ranked_max_repeat": self.ranked_max_repeat, "ranked_half_width": self.ranked_half_width,
             "fixed_requests": self.fixed_requests, "sweep_levels": list(self.sweep_levels),
             "repeat": self.repeat, "max_repeat": self.max_repeat, "sweep_repeat": self.sweep_repeat,
             "ping_interval": self.ping_interval, "workers": self.workers, "db_rtt_ms": self.db_rtt_ms,
@@ -179,6 +193,8 @@ PROFILES: dict[str, Profile] = {
             seconds=0.05,
             repeat=3,
             max_repeat=5,
+            ranked_repeat=5,
+            ranked_max_repeat=7,
             concurrency=40,
             threadpool_tokens=16,
             pool_max=40,

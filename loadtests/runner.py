@@ -49,6 +49,7 @@ from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
 from loadtests.generators import generator_count
 from loadtests.locust_load import GeneratorLost, Swarm, SwarmError
 from loadtests.model import Prediction, ServerShape, efficiency, predict
+from loadtests.pairing import compare
 from loadtests.plan import Block, Job, Pair, sequence
 from loadtests.probe import PingProbe, measure_uncontended
 from loadtests.profiles import Profile
@@ -74,10 +75,12 @@ FIRST_WARM_S = 0.15
 #: psycopg_pool grows one connection at a time and only while clients wait (seen here: a pool of 30 still growing
 #: in a case's first two rounds, 100-180 rps against 270-290 after); a steady state has its pool open.
 POOL_FILL_MAX_S, POOL_PLATEAU_S, POOL_POLL_S = 5.0, 0.5, 0.05
+#: S of the wait routes while their wire work is counted (``Harness._count``): round trips do not depend on it.
+COUNT_SECONDS = "0.001"
 #: Seconds to start a server and open its pools, for the ETA.
 SERVER_START_S = 1.5
 #: /ping probes a sample's window lasts for at least (findings need MIN_PING_SAMPLES of them).
-PROBES_PER_SAMPLE = 22
+PROBES_PER_SAMPLE = 50
 #: Where many slots bind (threads, connections, clients), requests finish in bursts: a window spans at least
 #: this many cycles of min(c, 2 x slots) requests (seen here: wait/sync/time's rate scatters by ±25% over 0.5 s
 #: windows and ±3% over 1.5 s, around the same 146 rps that 3 s windows give).
@@ -349,7 +352,7 @@ class Harness:
             self.stats = open_server_stats(self.settings.database_url)
         try:
             with Progress(*columns, console=self.console, transient=False) as progress:
-                total = sum(self._block_estimate(block, range(self.profile.repeat), True, estimate) for block in self.blocks)
+                total = sum(self._block_estimate(block, range(block.total_rounds), True, estimate) for block in self.blocks)
                 total += 2 * SERVER_START_S + 0.1 * len(counting) if counting else 0.0
                 task = progress.add_task("starting", total=total, done=0)
                 if counting:
@@ -357,7 +360,7 @@ class Harness:
                     self._count(counting)
                     progress.advance(task, 2 * SERVER_START_S + 0.1 * len(counting))
                 for block in self.blocks:
-                    self._block(block, range(self.profile.repeat), block.sweeps, progress, task, estimate)
+                    self._block(block, range(block.total_rounds), block.sweeps, progress, task, estimate)
                 self._extra_looks(progress, task, estimate)
         finally:
             if self.stats is not None:
@@ -386,7 +389,7 @@ class Harness:
                     edges = [(at[(f.numerator, c)], at[(f.denominator, c)]) for f in unsettled if f.denominator
                              for c in [f.concurrency or self.profile.concurrency]
                              if (f.numerator, c) in at and (f.denominator, c) in at]
-                    extra.append(Block(block.name, sequence(jobs, edges)))
+                    extra.append(Block(block.name, sequence(jobs, edges), rounds=checkpoint))
             names = ", ".join(f.id for f in unsettled)
             progress.console.print(f"[yellow]inconclusive:[/yellow] {names}; measuring rounds {done + 1}-{checkpoint} "
                                    f"(every look judged at {looks.confidence:.1%}, Bonferroni over {len(looks.checkpoints)})")
@@ -419,7 +422,11 @@ class Harness:
                 settings = self.settings.model_copy(update={"database_url": proxy.url})
                 with ServiceProcess(settings, self.folder.log_path("count")) as service:
                     for job in jobs:
-                        if (found := count_work(service.url + job.case.path(), proxy)) is not None:
+                        # A wait's length is a parameter of the same statements: counted at 1 ms, not S, it costs
+                        # 13 requests x 2 x 1 ms instead of 2 x S each (16 s of the default profile's start).
+                        case = job.case if "seconds" not in dict(job.case.query) else dataclasses.replace(
+                            job.case, query=tuple((k, COUNT_SECONDS if k == "seconds" else v) for k, v in job.case.query))
+                        if (found := count_work(service.url + case.path(), proxy)) is not None:
                             self.wire[job.case.key] = found
         except (ProxyError, ValueError, httpx.HTTPError) as exc:
             self.console.print(f"[yellow]note:[/yellow] wire work not counted: {escape(str(exc))}")
@@ -449,9 +456,34 @@ class Harness:
                     progress.update(task, description=escape(f"{block.name} r{number + 1} {job.label}"))
                     self._record(job, served, block.name, number, position, job not in warmed, progress, task, estimate)
                     warmed.add(job)
+            if rounds.stop == block.total_rounds:
+                self._narrow(block, served, rounds.stop, progress, task, estimate)
             for position, job in enumerate(sweeps):
                 progress.update(task, description=escape(f"{block.name} sweep {job.label}"))
                 self._record(job, served, block.name, 0, position, True, progress, task, estimate)
+
+    def _narrow(self, block: Block, served: Served, done: int, progress: Progress, task: TaskID,
+                estimate: Estimates) -> None:
+        """More rounds, on the same server, of the block's ranked pairs whose interval is still wider than the
+        profile's ``ranked_half_width``: one round at a time, up to ``ranked_max_repeat`` (see ``Profile``)."""
+        for number in range(done, self.profile.ranked_max_repeat):
+            wide = [(a, b) for a, b in block.ranked_pairs
+                    if self._half_width(block.name, a, b) > self.profile.ranked_half_width]
+            if not wide:
+                return
+            walk = sequence(list(dict.fromkeys(job for pair in wide for job in pair)), wide)
+            walk = walk[::-1] if number % 2 else walk
+            progress.update(task, total=(progress.tasks[task].total or 0) + sum(map(estimate, walk)))
+            for position, job in enumerate(walk):
+                progress.update(task, description=escape(f"{block.name} r{number + 1} (narrowing) {job.label}"))
+                self._record(job, served, block.name, number, position, False, progress, task, estimate)
+
+    def _half_width(self, block: str, numerator: Job, denominator: Job) -> float:
+        """The half-width on the log scale of numerator/denominator's paired interval in ``block`` so far."""
+        records = [r for r in self.records if r.get("block") == block and not r.get("sweep")
+                   and r.get("concurrency") == numerator.concurrency]
+        found = compare(records, numerator.case.key, denominator.case.key, successful_rps)
+        return found.interval.half_width if found else math.inf
 
     def _fill_pools(self, block: Block, served: Served) -> None:
         """Open each pooled driver's connections as its load will, before any sample counts: the rounds then
@@ -662,8 +694,10 @@ class Harness:
         if scenario.style is Style.THREADPOOL and "seconds" in scenario.workload.parameters:
             # A thread, then an await, of fixed waits: the two stages fall into convoys whose phase sets the rate.
             seconds = max(seconds, CONVOY_S)
+        # -n asks for a window of n completions however long; the profile's count only lengthens short windows.
         window = Window.for_case(calibration.cycle_s, min(seconds, self.profile.max_window_s),
-                                 self.requests or self.profile.window_completions, self.profile.max_window_s)
+                                 self.requests or self.profile.window_completions, self.profile.max_window_s,
+                                 math.inf if self.requests else self.profile.count_window_s)
         window = dataclasses.replace(window, warm_s=max(window.warm_s, min(warm, self.profile.max_window_s))
                                      + (FIRST_WARM_S if first else 0.0))
         # ab's -s fires only when no socket moves; a queue of c requests can legitimately take c/X.

@@ -20,6 +20,7 @@ includes the start-up and the drain, as the article's does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -72,19 +73,27 @@ class CompletionSource(Protocol):
 @dataclass(frozen=True)
 class Window:
     """How long a sample lasts: a warm-up discarded by time, then a window of at least ``seconds``, long
-    enough for ``completions`` successful completions at the expected rate (at most ``max_seconds``); after
-    it, the requests still in flight drain until the service has been quiet for ``quiet_s``."""
+    enough for ``completions`` successful completions at the expected rate (at most ``max_seconds``, and for
+    the count's sake at most ``count_max_s``); after it, the requests still in flight drain until the service
+    has been quiet for ``quiet_s``."""
 
     warm_s: float
     seconds: float
     completions: int
     max_seconds: float
     quiet_s: float = 0.05
+    count_max_s: float = math.inf
 
     @classmethod
-    def for_case(cls, latency_s: float, seconds: float, completions: int, max_seconds: float = 10.0) -> Window:
+    def for_case(cls, latency_s: float, seconds: float, completions: int, max_seconds: float = 10.0,
+                 count_max_s: float = math.inf) -> Window:
         return cls(max(WARM_MIN_S, WARM_LATENCIES * latency_s), seconds, completions, max_seconds,
-                   max(QUIET_MIN_S, QUIET_LATENCIES * latency_s))
+                   max(QUIET_MIN_S, QUIET_LATENCIES * latency_s), count_max_s)
+
+    def planned_s(self, expected_rps: float) -> float:
+        """The window's length, set before it opens: ``seconds``, or long enough for ``completions``."""
+        counted = min(self.completions / max(expected_rps, 1e-3), self.count_max_s)
+        return min(max(self.seconds, counted), self.max_seconds)
 
 
 @dataclass(frozen=True)
@@ -140,8 +149,8 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
         # ``gnuplot_window`` counts whole seconds and ends a slowest request (about c / X) plus a second before
         # the stop: ab runs that much longer, so the seconds it counts are still GNUPLOT_WINDOW_S.
         seconds = GNUPLOT_WINDOW_S + GNUPLOT_ROUNDING_S + concurrency / max(expected_rps, 1e-3)
-        window = Window(window.warm_s, max(window.seconds, seconds), window.completions,
-                        max(window.max_seconds, seconds), window.quiet_s)
+        window = dataclasses.replace(window, seconds=max(window.seconds, seconds),
+                                     max_seconds=max(window.max_seconds, seconds))
     made: Load = engine(url, concurrency, keepalive=keepalive, timeout_s=timeout_s) if engine is not None else \
         AbGroup(url, _requests_cap(concurrency, expected_rps, window), concurrency, generators, keepalive=keepalive,
                 timeout_s=timeout_s, gnuplot=log is None)
@@ -153,7 +162,7 @@ def steady_sample(url: str, concurrency: int, window: Window, *, log: Completion
         # The window ends at a moment set in advance, never at a completion: a window that closed on its
         # n-th completion would end on a burst and count it whole. Too few completions double it, again at
         # a set moment, up to max_seconds.
-        planned = min(max(window.seconds, window.completions / max(expected_rps, 1e-3)), window.max_seconds)
+        planned = window.planned_s(expected_rps)
         while not load.finished:
             elapsed = (time.monotonic_ns() - opened) / 1e9
             if elapsed >= planned:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 from synthetic import make_record
@@ -72,6 +74,31 @@ def test_every_pair_of_the_default_profile_is_side_by_side_or_through_the_refere
                    for b in planned), finding.id
 
 
+def test_the_pairs_a_reader_ranks_get_their_own_rounds_and_stay_side_by_side() -> None:
+    profile = PROFILES["default"]
+    jobs = [Job(case, profile.concurrency) for case in profile.cases()]
+    jobs += finding_jobs(jobs, FINDINGS)
+    pairs = comparisons(finding_pairs(FINDINGS))
+    planned = blocks(jobs, pairs, profile.concurrency, rounds=3, ranked_rounds=5)
+    block = next(b for b in planned if b.name == "asyncpg")
+    ranked = {(j.case.key) for j in block.ranked}
+    assert {"lookup/async/asyncpg", "lookup/sync/psycopg2", "write/sync/psycopg2-threaded"} <= ranked
+    assert "pg_sleep/async/asyncpg" not in ranked  # a finding's pair: the profile's rounds
+    assert block.total_rounds == 5
+    for number in (3, 4):
+        late = block.round(number)
+        assert {j.case.key for j in late} <= ranked
+        assert all(late[i] != late[i + 1] for i in range(len(late) - 1))  # no case twice in a row
+        at = {j.case.key: j for j in late}
+        for workload in ("lookup", "report", "write"):
+            assert adjacent(late, at[f"{workload}/async/asyncpg"], at[f"{workload}/sync/psycopg2"])
+    early = {j.case.key for j in block.round(2)}
+    assert "pg_sleep/async/asyncpg" in early and "lookup/async/asyncpg" in early
+    assert block.samples() == sum(len(block.round(n)) for n in range(5))
+    wait = next(b for b in planned if b.name == "local/wait")
+    assert wait.total_rounds == 3 and not wait.ranked  # no ranked pair: no extra rounds
+
+
 def test_no_block_of_the_default_profile_overfills_a_shared_postgres() -> None:
     planned, _ = default_plan()
     settings = server_settings(Settings(), PROFILES["default"])
@@ -115,3 +142,37 @@ def test_cases_of_different_blocks_compare_through_the_reference() -> None:
     rows = records(a, ref, [1.0, 1.02, 0.98], block="asyncpg") + records(b, ref, [1.0, 0.99, 1.01], block="psycopg3")
     found = compare(rows, a, b, successful_rps)
     assert found is not None and found.through == ref and found.interval.low < found.interval.center < found.interval.high
+
+
+def test_a_ranked_pair_gets_more_rounds_only_while_its_interval_is_too_wide(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from loadtests.results import RunFolder
+    from loadtests.runner import Harness
+
+    profile = dataclasses.replace(PROFILES["default"], ranked_repeat=2, ranked_max_repeat=6)
+    jobs = [job(k) for k in ("lookup/sync/psycopg2", "lookup/async/asyncpg", "write/sync/psycopg2", "write/async/asyncpg")]
+    pairs = comparisons(())
+    block = next(b for b in blocks(jobs, pairs, 40, rounds=2, ranked_rounds=2) if b.name == "asyncpg")
+    harness = Harness(profile, [block], pairs, RunFolder(tmp_path), Console(quiet=True), Settings())
+    # lookup's ratio scatters by ±30% between rounds, write's by 0.2%: only lookup's pair needs more rounds.
+    scatter = {"lookup/async/asyncpg": (1.3, 0.7), "write/async/asyncpg": (1.002, 0.998)}
+
+    def record(measured: Job, served: object, name: str, number: int, position: int, *args: object) -> None:
+        eff = scatter.get(measured.case.key, (1.0, 1.0))[number % 2]
+        harness.records.append(make_record(measured.case.key, round=number, eff=eff, block=name, position=position))
+
+    harness._record = record  # type: ignore[method-assign,assignment]
+    for number in range(2):
+        for position, measured in enumerate(block.round(number)):
+            record(measured, None, block.name, number, position)
+
+    class Progress:  # what _narrow asks of rich's Progress
+        tasks = {0: type("Task", (), {"total": 0.0})()}
+
+        def update(self, *args: object, **kwargs: object) -> None: ...
+
+    harness._narrow(block, None, 2, Progress(), 0, lambda j: 0.5)  # type: ignore[arg-type]
+    later = [r for r in harness.records if r["round"] >= 2]
+    assert {r["case"] for r in later} == {"lookup/async/asyncpg", "lookup/sync/psycopg2"}
+    assert max(r["round"] for r in later) == 5  # still ±30% apart: narrowed up to ranked_max_repeat

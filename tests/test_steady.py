@@ -60,3 +60,14 @@ def test_completions_bunched_in_one_corner_do_not_tilt_the_rate() -> None:
     found = window_rate(bunched, ns(0.0), ns(2.1))
     assert found is not None and found.rps == pytest.approx(12 / 2.1, rel=0.6)  # what the window held, give or take
     assert found.rps < 12  # not the 1,000 a second of a line through the twelve completions themselves
+
+
+def test_a_window_lasts_for_its_count_of_completions_up_to_the_counting_cap() -> None:
+    from loadtests.sample import Window
+
+    window = Window(warm_s=0.1, seconds=0.3, completions=300, max_seconds=10.0, count_max_s=1.0)
+    assert window.planned_s(2000) == 0.3  # a fast case: the minimum already holds 600
+    assert window.planned_s(600) == pytest.approx(0.5)  # 300 completions at 600 rps
+    assert window.planned_s(10) == 1.0  # a slow case stops at the cap; MIN_COMPLETIONS then doubles it if short
+    asked = Window(warm_s=0.1, seconds=0.3, completions=2000, max_seconds=10.0)  # -n 2000: however long it takes
+    assert asked.planned_s(1000) == pytest.approx(2.0)

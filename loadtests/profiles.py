@@ -189,7 +189,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="default",
             description="The whole catalogue at 50 ms waits, 40 clients, a threadpool of 16 and pools of 40: "
-            "the article's shape scaled to 2 cores and a shared Postgres. About eight minutes on 2 cores.",
+            "the article's shape scaled to 2 cores and a shared Postgres. About ten minutes on 2 cores.",
             seconds=0.05,
             repeat=3,
             max_repeat=5,

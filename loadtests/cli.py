@@ -240,7 +240,9 @@ def _check_run_folder(path: Path, what: str) -> Path:
 
 def _rounds(profile: Profile) -> str:
     """The rounds a run measures, as its header and --list say them."""
-    more = f" ({profile.ranked_repeat} for the pairs a reader ranks)" if profile.ranked_repeat > profile.repeat else ""
+    upto = (f", up to {profile.ranked_max_repeat} while wider than ±10%"
+            if profile.ranked_max_repeat > max(profile.ranked_repeat, profile.repeat) else "")
+    more = f" (the pairs a reader ranks: {profile.ranked_repeat}{upto})" if profile.ranked_repeat > profile.repeat else ""
     return f"{profile.repeat} rounds{more}"
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from app.catalogue import DRIVERS, DRIVERS_BY_NAME, Kind, Style
@@ -128,7 +129,7 @@ class Block:
         """Each job once, in sequence order."""
         return list(dict.fromkeys(self.sequence))
 
-    @property
+    @cached_property
     def ranked(self) -> frozenset[Job]:
         return frozenset(job for pair in self.ranked_pairs for job in pair)
 

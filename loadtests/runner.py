@@ -456,8 +456,7 @@ class Harness:
                     progress.update(task, description=escape(f"{block.name} r{number + 1} {job.label}"))
                     self._record(job, served, block.name, number, position, job not in warmed, progress, task, estimate)
                     warmed.add(job)
-            if rounds.stop == block.total_rounds:
-                self._narrow(block, served, rounds.stop, progress, task, estimate)
+            self._narrow(block, served, rounds.stop, progress, task, estimate)
             for position, job in enumerate(sweeps):
                 progress.update(task, description=escape(f"{block.name} sweep {job.label}"))
                 self._record(job, served, block.name, 0, position, True, progress, task, estimate)

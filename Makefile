@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 INSTALLED := $(VENV)/.installed-stamp
 
-.PHONY: bench test serve quick article stability lint docs clean
+.PHONY: bench test serve quick drivers article stability lint docs clean
 
 # The main job: the default benchmark profile and its concurrency sweeps against a real Postgres, report in runs/.
 bench: $(INSTALLED)
@@ -15,6 +15,10 @@ test: $(INSTALLED)
 
 quick: $(INSTALLED)
 	$(VENV)/bin/iobench-load --profile quick
+
+# The driver table alone, each row measured until its interval is within ±10% (up to 16 rounds).
+drivers: $(INSTALLED)
+	$(VENV)/bin/iobench-load --profile drivers
 
 article: $(INSTALLED)
 	$(VENV)/bin/iobench-load --profile article

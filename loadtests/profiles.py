@@ -163,6 +163,11 @@ PG_SLEEP_TWINS = (
     "pg_sleep/sync/psycopg2", "pg_sleep/async-blocking/psycopg2", "pg_sleep/async/asyncpg", "pg_sleep/threadpool/psycopg2",
 )
 
+#: What the driver table and the rest of the drivers page read: each Postgres driver in its own style (and
+#: with its defaults), the hand-written ``minimal`` routes (FastAPI's share) and psycopg2's two pools.
+DRIVER_TABLE = tuple(s.id for s in SCENARIOS if s.workload.name in ("lookup", "report", "write")
+                     and s.style.value in ("sync", "async", "minimal"))
+
 #: The held-out test's cases (``heldout``): bound by threads, clients and connections (the waits), by the
 #: CPU (a lookup on an async and on a sync driver) and by the event loop (a blocking driver in async def).
 DEFAULT_SWEEP = ("wait/sync/time", "wait/async/asyncio", "pg_sleep/sync/psycopg2", "pg_sleep/async/asyncpg",
@@ -199,6 +204,22 @@ PROFILES: dict[str, Profile] = {
             threadpool_tokens=16,
             pool_max=40,
             sweep_ids=DEFAULT_SWEEP,
+        ),
+        Profile(
+            name="drivers",
+            description="The driver table alone (lookups, reports and writes on every Postgres driver, FastAPI's share, "
+            "psycopg2's pools) in the default's shape, each driver measured beside psycopg2 until its ratio's 95% "
+            "interval is within ±10%, up to 16 rounds. For a team choosing a driver; about ten to fifteen minutes "
+            "on 2 cores. It exits 4, as it judges none of the required findings.",
+            seconds=0.05,
+            repeat=3,
+            max_repeat=3,
+            ranked_repeat=5,
+            ranked_max_repeat=16,
+            concurrency=40,
+            threadpool_tokens=16,
+            pool_max=40,
+            scenario_ids=DRIVER_TABLE,
         ),
         Profile(
             name="workers",

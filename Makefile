@@ -16,7 +16,7 @@ test: $(INSTALLED)
 quick: $(INSTALLED)
 	$(VENV)/bin/iobench-load --profile quick
 
-# The driver table alone, each row measured until its interval is within ±10% (up to 16 rounds).
+# The driver table alone, each row measured until its interval is within ±10% (up to 32 rounds).
 drivers: $(INSTALLED)
 	$(VENV)/bin/iobench-load --profile drivers
 

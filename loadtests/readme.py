@@ -20,17 +20,18 @@ from loadtests.findings import evaluate_all
 from loadtests.report import environment
 from loadtests.stability import series
 
-#: The committed folders, relative to the project root: a main run, the runs of a stability series
-#: and a run of the production profile.
+#: The committed folders, relative to the project root: a main run, the runs of a stability series,
+#: a run of the drivers profile (the driver table, narrowed to ±10%) and a run of the production profile.
 RESULTS = Path("results")
-FOLDERS = {"default": RESULTS / "default", "stability": RESULTS / "stability", "production": RESULTS / "production"}
+FOLDERS = {"default": RESULTS / "default", "stability": RESULTS / "stability", "drivers": RESULTS / "drivers",
+           "production": RESULTS / "production"}
 
 #: Each section and the folder it is rendered from.
 SECTIONS = {
     "front": "default",       # the front page: today's verdicts on the article's cases, the answer, one plot
     "article": "default",     # the article's four cases and every finding
     "model": "default",       # does the model explain each case; the held-out test
-    "drivers": "default",     # drivers on equal terms, FastAPI's share, the psycopg2 pool
+    "drivers": "drivers",     # drivers on equal terms, FastAPI's share, the psycopg2 pool
     "stability": "stability",  # verdicts run after run
     "production": "production",  # RTT, PgBouncer, workers
 }
@@ -48,7 +49,7 @@ PLACES: tuple[tuple[Path, str], ...] = (
 )
 
 #: The site's page for each run folder it shows (docs/runs/NAME.md includes the folder's report.md).
-RUN_PAGES = {"default": "runs/default.md", "production": "runs/production.md"}
+RUN_PAGES = {"default": "runs/default.md", "drivers": "runs/drivers.md", "production": "runs/production.md"}
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,10 @@ def test_the_navigation_lists_every_page(browser: Page, site: Path, page: str) -
 
 @pytest.mark.parametrize("page, plots", [
     ("index", 1),  # the front page's plot
-    ("drivers", int((ROOT / FOLDERS["default"] / "drivers.png").is_file())),
+    ("drivers", int((ROOT / FOLDERS["drivers"] / "drivers.png").is_file())),
     ("production", int((ROOT / FOLDERS["production"] / "rtt.png").is_file())),
     ("runs/default", len(list((ROOT / FOLDERS["default"]).glob("*.png")))),
+    ("runs/drivers", len(list((ROOT / FOLDERS["drivers"]).glob("*.png")))),
 ])
 def test_every_plot_on_the_page_loads(browser: Page, site: Path, page: str, plots: int) -> None:
     browser.goto((site / f"{page}.html").as_uri(), wait_until="load")

@@ -99,6 +99,23 @@ def test_the_pairs_a_reader_ranks_get_their_own_rounds_and_stay_side_by_side() -
     assert wait.total_rounds == 3 and not wait.ranked  # no ranked pair: no extra rounds
 
 
+def test_the_drivers_profile_ranks_every_driver_table_row_and_judges_no_required_finding() -> None:
+    profile = PROFILES["drivers"]
+    jobs = [Job(case, profile.concurrency) for case in profile.cases()]
+    jobs += finding_jobs(jobs, FINDINGS)
+    planned = blocks(jobs, comparisons(finding_pairs(FINDINGS)), profile.concurrency, rounds=profile.repeat,
+                     ranked_rounds=profile.ranked_repeat)
+    ranked = {(a.case.key, b.case.key) for block in planned for a, b in block.ranked_pairs}
+    rows = {key for key in (j.case.key for j in jobs) if key.split("/")[1] in ("sync", "async")
+            and not key.endswith("/psycopg2")}
+    references = {f"{key.split('/')[0]}/sync/psycopg2" for key in rows}
+    assert rows and all((key, ref) in ranked for key in rows for ref in references if ref.split("/")[0] == key.split("/")[0])
+    assert profile.ranked_max_repeat > profile.ranked_repeat > profile.repeat
+    measured = {j.case.key for j in jobs}
+    assert not any(set(f.cases) <= measured for f in FINDINGS if f.required)  # the run exits 4: none judged
+    assert PROFILES["drivers"].declared() == PROFILES["default"].declared()  # the default's shape
+
+
 def test_no_block_of_the_default_profile_overfills_a_shared_postgres() -> None:
     planned, _ = default_plan()
     settings = server_settings(Settings(), PROFILES["default"])

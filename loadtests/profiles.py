@@ -18,6 +18,7 @@ to end, and its report says that its figures include the start-up, as the articl
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +174,21 @@ DRIVER_TABLE = tuple(s.id for s in SCENARIOS if s.workload.name in ("lookup", "r
 DEFAULT_SWEEP = ("wait/sync/time", "wait/async/asyncio", "pg_sleep/sync/psycopg2", "pg_sleep/async/asyncpg",
                  "lookup/async/asyncpg", "lookup/sync/psycopg2", "lookup/async-blocking/psycopg2")
 
+DEFAULT = Profile(
+    name="default",
+    description="The whole catalogue at 50 ms waits, 40 clients, a threadpool of 16 and pools of 40: "
+    "the article's shape scaled to 2 cores and a shared Postgres. About ten minutes on 2 cores.",
+    seconds=0.05,
+    repeat=3,
+    max_repeat=5,
+    ranked_repeat=5,
+    ranked_max_repeat=7,
+    concurrency=40,
+    threadpool_tokens=16,
+    pool_max=40,
+    sweep_ids=DEFAULT_SWEEP,
+)
+
 PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
@@ -191,36 +207,20 @@ PROFILES: dict[str, Profile] = {
             sweep_ids=("wait/sync/time", "wait/async/asyncio"),
             sweep_levels=(1, 16, 128),
         ),
-        Profile(
-            name="default",
-            description="The whole catalogue at 50 ms waits, 40 clients, a threadpool of 16 and pools of 40: "
-            "the article's shape scaled to 2 cores and a shared Postgres. About ten minutes on 2 cores.",
-            seconds=0.05,
-            repeat=3,
-            max_repeat=5,
-            ranked_repeat=5,
-            ranked_max_repeat=7,
-            concurrency=40,
-            threadpool_tokens=16,
-            pool_max=40,
-            sweep_ids=DEFAULT_SWEEP,
-        ),
-        Profile(
+        DEFAULT,
+        # The default's shape and sample sizes on the driver table alone, with room to narrow every row.
+        dataclasses.replace(
+            DEFAULT,
             name="drivers",
             description="The driver table alone (lookups, reports and writes on every Postgres driver, FastAPI's share, "
             "psycopg2's pools) in the default's shape, each driver measured beside psycopg2 until its ratio's 95% "
             "interval is within ±10%, up to 32 rounds (a CPU-bound rate wanders over seconds on a shared machine: "
             "results/window-noise). For a team choosing a driver; about a quarter of an hour on 2 cores. It exits 4, "
             "as it judges none of the required findings.",
-            seconds=0.05,
-            repeat=3,
             max_repeat=3,
-            ranked_repeat=5,
             ranked_max_repeat=32,
-            concurrency=40,
-            threadpool_tokens=16,
-            pool_max=40,
             scenario_ids=DRIVER_TABLE,
+            sweep_ids=(),
         ),
         Profile(
             name="workers",

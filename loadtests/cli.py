@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import signal
 import sys
@@ -51,7 +52,7 @@ from loadtests.profiles import PROFILES, RTT_DRIVERS, Profile, cases_for, narrow
 from loadtests.results import RESULTS, Record, RunFolder, default_run_dir
 from loadtests.runner import Harness, fetch_config, finding_jobs, server_settings
 from loadtests.shape import Difference, connection_shortfall, consequences, differences, matching_command, run_differences
-from loadtests.stability import series
+from loadtests.stability import DriverRows, series
 from loadtests.stats import Looks
 from loadtests.steady import MIN_COMPLETIONS
 
@@ -916,7 +917,10 @@ def compare_command(
 
 
 @cli.command("stability", help="Line up the verdicts of repeated runs of the same setup (grouped by profile) and print, "
-             "per finding, how often its verdict changed. Exits 1 when a required verdict changed or a run did not exit 0.")
+             "per finding, how often its verdict changed; where the runs kept their records, also the driver table's rows "
+             "run by run (how many within the profile's ±10%, which rows' intervals do not overlap, the fastest driver per "
+             "workload). Exits 1 when a required verdict changed or a run's exit code does not follow from its verdicts "
+             "(0, or 4 for a profile that measures no required finding).")
 def stability_command(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders, oldest first.")],
 ) -> None:
@@ -932,9 +936,29 @@ def stability_command(
             table.add_row(flips.id, "yes" if flips.required else "no", *[label.lower() for label in flips.labels],
                           f"[red]{flips.changes}[/]" if flips.changes and flips.required else str(flips.changes))
         console.print(table)
+        if group.drivers is not None:
+            console.print(_driver_rows_table(group.drivers))
         console.print(f"profile {group.profile}: {group.required_changes} change(s) of a required verdict")
-        unstable = unstable or group.required_changes > 0 or any(code != 0 for code in group.exit_codes)
+        unstable = unstable or group.required_changes > 0 or bool(group.unexpected_exits)
     raise typer.Exit(EXIT_FINDING_FAILED if unstable else 0)
+
+
+def _driver_rows_table(rows: DriverRows) -> Table:
+    """The driver table's rows run by run, and what the series says of them (``stability.DriverRows``)."""
+    runs = len(rows.rows[0].intervals)
+    table = Table("workload", "driver", *[f"run {n + 1}" for n in range(runs)], "apart",
+                  title="driver table: each driver over psycopg2, 95% (rounds)")
+    for row in rows.rows:
+        cells = ["-" if i is None else f"{i.center:.3g} [{i.low:.3g}, {i.high:.3g}] ({n})"
+                 + ("" if i.bounded and i.half_width <= rows.half_width else " wide")
+                 for i, n in zip(row.intervals, row.rounds, strict=True)]
+        table.add_row(row.workload, row.driver, *cells, "[red]yes[/]" if row.apart else "no")
+    within = ", ".join(f"{n} of {len(rows.rows)}" for n in rows.within())
+    fastest = "; ".join(f"{workload}: " + ", ".join(case.split("/")[-1] if case else "-" for case in cases)
+                        for workload, cases in rows.fastest.items())
+    table.caption = (f"rows within ±{math.expm1(rows.half_width):.0%}: {within}; rows whose intervals do not all "
+                     f"overlap: {rows.apart} of {len(rows.rows)}; fastest, resolved (- where not): {fastest}")
+    return table
 
 
 @cli.command("size-check", help="Measure one case with steady windows of N and of FACTOR x N successful completions, "

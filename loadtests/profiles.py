@@ -49,6 +49,10 @@ class Case:
         return {"case": self.key, **self.scenario.to_dict(), "query": dict(self.query)}
 
 
+#: About ±10%: the half-width on the log scale a ranked pair's interval is narrowed to.
+RANKED_HALF_WIDTH = 0.095
+
+
 @dataclass(frozen=True)
 class Profile:
     """A named plan: cases, load, and the settings the harness starts the service with."""
@@ -82,7 +86,7 @@ class Profile:
     #: ±10%), its block measures that pair in one more round, up to ``ranked_max_repeat`` (a fixed-width sequential
     #: interval, Chow and Robbins 1965: the rounds stop on the interval's width, never on its value).
     ranked_max_repeat: int = 0
-    ranked_half_width: float = 0.095
+    ranked_half_width: float = RANKED_HALF_WIDTH
     #: Rounds a required finding may grow to while inconclusive (each look then judged at the Bonferroni
     #: level, ``stats.Looks``); equal to ``repeat``: a fixed number of rounds, judged at 95%.
     max_repeat: int = 4

@@ -14,6 +14,7 @@ Layout of ``runs/<stamp>-<profile>/``:
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from loadtests.probe import PingSummary
 from loadtests.work import WirePerRequest
 
 RESULTS = "results.jsonl"
+#: The same records compressed, as a folder kept for a series is committed (results/drivers-stability).
+RESULTS_PACKED = "results.jsonl.gz"
 RUN = "run.json"
 REPORT = "report.md"
 HTML_REPORT = "report.html"
@@ -179,12 +182,20 @@ class RunFolder:
         return self.path / f"server-{name}.log"
 
 
+def _records_text(path: Path) -> str | None:
+    if (path / RESULTS).exists():
+        return (path / RESULTS).read_text()
+    if (path / RESULTS_PACKED).exists():
+        return gzip.decompress((path / RESULTS_PACKED).read_bytes()).decode()
+    return None
+
+
 def read_run(path: Path) -> tuple[dict[str, Any], list[Record]]:
-    """run.json and every complete line of results.jsonl (a torn last line is skipped)."""
+    """run.json and every complete line of results.jsonl, or of results.jsonl.gz (a torn last line is skipped)."""
     run = json.loads((path / RUN).read_text()) if (path / RUN).exists() else {}
     records: list[Record] = []
-    if (path / RESULTS).exists():
-        for line in (path / RESULTS).read_text().splitlines():
+    if (text := _records_text(path)) is not None:
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:

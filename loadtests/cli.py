@@ -950,7 +950,7 @@ def _driver_rows_table(rows: DriverRows) -> Table:
                   title="driver table: each driver over psycopg2, 95% (rounds)")
     for row in rows.rows:
         cells = ["-" if i is None else f"{i.center:.3g} [{i.low:.3g}, {i.high:.3g}] ({n})"
-                 + ("" if i.bounded and i.half_width <= rows.half_width else " wide")
+                 + ("" if rows.narrow(i) else " wide")
                  for i, n in zip(row.intervals, row.rounds, strict=True)]
         table.add_row(row.workload, row.driver, *cells, "[red]yes[/]" if row.apart else "no")
     within = ", ".join(f"{n} of {len(rows.rows)}" for n in rows.within())

@@ -26,6 +26,7 @@ from app.catalogue import SCENARIOS, Scenario, select
 from app.data_folder import LARGE_FILE, SMALL_FILE
 from loadtests.claims import scenario_of
 from loadtests.findings import FINDINGS
+from loadtests.plan import TABLE_WORKLOADS
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ PG_SLEEP_TWINS = (
 
 #: What the driver table and the rest of the drivers page read: each Postgres driver in its own style (and
 #: with its defaults), the hand-written ``minimal`` routes (FastAPI's share) and psycopg2's two pools.
-DRIVER_TABLE = tuple(s.id for s in SCENARIOS if s.workload.name in ("lookup", "report", "write")
+DRIVER_TABLE = tuple(s.id for s in SCENARIOS if s.workload.name in TABLE_WORKLOADS
                      and s.style.value in ("sync", "async", "minimal"))
 
 #: The held-out test's cases (``heldout``): bound by threads, clients and connections (the waits), by the

@@ -68,11 +68,14 @@ class DriverRows:
     #: The half-width (log scale) a row's interval is held to: the profile's ``ranked_half_width``.
     half_width: float
 
+    def narrow(self, interval: Interval | None) -> bool:
+        """A row's interval in one run is no wider than ``half_width``."""
+        return interval is not None and interval.bounded and interval.half_width <= self.half_width
+
     def within(self) -> tuple[int, ...]:
-        """Per run, how many rows have an interval no wider than ``half_width``."""
+        """Per run, how many rows are ``narrow``."""
         runs = len(self.rows[0].intervals) if self.rows else 0
-        return tuple(sum(1 for row in self.rows if (i := row.intervals[n]) is not None and i.bounded
-                         and i.half_width <= self.half_width) for n in range(runs))
+        return tuple(sum(self.narrow(row.intervals[n]) for row in self.rows) for n in range(runs))
 
     @property
     def apart(self) -> int:
@@ -158,8 +161,8 @@ def series(folders: list[Path]) -> list[Series]:
         run, verdicts, records = verdicts_of(folder)
         name = str((run.get("profile") or {}).get("name") or "?")
         by_profile.setdefault(name, []).append((folder, run, {v["id"]: v for v in verdicts}))
-        summaries = {s.case: s for s in summarise(records)} if records else {}
-        tables.setdefault(name, []).append(driver_table(records, summaries, run) if records else None)
+        tables.setdefault(name, []).append(
+            driver_table(records, {s.case: s for s in summarise(records)}, run) if records else None)
     result = []
     for name, runs in by_profile.items():
         ids = list(dict.fromkeys(id for _, _, verdicts in runs for id in verdicts))

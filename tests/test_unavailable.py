@@ -117,6 +117,7 @@ class Forwarder:
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         listener = socket.create_server(("127.0.0.1", self.port))
@@ -127,10 +128,18 @@ class Forwarder:
         while True:
             try:
                 client, _ = listener.accept()
-                upstream = socket.create_connection(self.target)
             except OSError:
                 return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                return
             with self._lock:
+                if self._stopped:  # accepted while stop() closed the others: close these too
+                    client.close()
+                    upstream.close()
+                    return
                 self._sockets += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
@@ -153,6 +162,7 @@ class Forwarder:
         if self._listener is not None:
             self._listener.close()
         with self._lock:
+            self._stopped = True
             for sock in self._sockets:
                 sock.close()
 

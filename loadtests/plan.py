@@ -194,9 +194,11 @@ def comparisons(findings: Iterable[tuple[str, str, str, int | None]], *, all_to_
 def sequence(nodes: Sequence[Job], edges: Iterable[tuple[Job, Job]]) -> list[Job]:
     """A walk over ``nodes`` in which the two jobs of every edge stand next to each other at least once.
 
-    Greedy, like a postman's route: from the job with the most pairs left, step along an unused
-    pair (to the neighbour with the fewest left, so a star's leaves come off it one by one: R A R B
-    R C), start again from a job with pairs left when stuck; jobs in no pair come last.
+    Greedy, like a postman's route: start from a job with an odd number of pairs left (an Euler
+    path can only start or end at one), the fewest first; step along an unused pair to the
+    neighbour with the fewest left, so a star's leaves come off its centre one by one (A R B R C:
+    the centre once less than the leaves); start again from an odd job, else the busiest, when
+    stuck; jobs in no pair come last.
     """
     left: dict[Job, set[Job]] = {node: set() for node in nodes}
     for a, b in edges:
@@ -206,8 +208,7 @@ def sequence(nodes: Sequence[Job], edges: Iterable[tuple[Job, Job]]) -> list[Job
     order = {node: index for index, node in enumerate(nodes)}
     walk: list[Job] = []
     while any(left.values()):
-        current = walk[-1] if walk and left[walk[-1]] else max(
-            (n for n in nodes if left[n]), key=lambda n: (len(left[n]), -order[n]))
+        current = walk[-1] if walk and left[walk[-1]] else _start(left, order)
         if not walk or walk[-1] != current:
             walk.append(current)
         while left[current]:
@@ -219,8 +220,18 @@ def sequence(nodes: Sequence[Job], edges: Iterable[tuple[Job, Job]]) -> list[Job
     return walk + [node for node in nodes if node not in walk]
 
 
+def _start(left: dict[Job, set[Job]], order: dict[Job, int]) -> Job:
+    """Where a walk resumes: a job with an odd number of pairs left (fewest first), else the one with the most."""
+    pending = [node for node in left if left[node]]
+    odd = [node for node in pending if len(left[node]) % 2]
+    if odd:
+        return min(odd, key=lambda n: (len(left[n]), order[n]))
+    return max(pending, key=lambda n: (len(left[n]), -order[n]))
+
+
 def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
-           judged: Collection[tuple[str, int]] = (), *, rounds: int = 1, ranked_rounds: int = 0) -> list[Block]:
+           judged: Collection[tuple[str, int]] = (), *, rounds: int = 1, ranked_rounds: int = 0,
+           required: Collection[str] = ()) -> list[Block]:
     """The run's blocks: jobs grouped by ``Job.block``, each with its workloads' reference jobs, in an order
     that keeps every pair of ``pairs`` adjacent; sweep jobs go to their case's block, after the rounds.
     ``judged`` (case, concurrency) are measured every round though in no pair: a claim bounds them alone.

@@ -244,6 +244,8 @@ def _rounds(profile: Profile) -> str:
     upto = (f", up to {profile.ranked_max_repeat} while wider than ±10%"
             if profile.ranked_max_repeat > max(profile.ranked_repeat, profile.repeat) else "")
     more = f" (the pairs a reader ranks: {profile.ranked_repeat}{upto})" if profile.ranked_repeat > profile.repeat else ""
+    if profile.required_max_repeat > profile.repeat:
+        more += f" (a required finding's pair: up to {profile.required_max_repeat} while wider than ±10%)"
     return f"{profile.repeat} rounds{more}"
 
 
@@ -366,7 +368,7 @@ round (`--list` shows them); each case is calibrated with one client first, and 
 counts only a steady window of its ab run (the article profile: ab's whole run, as the
 article did). The findings are judged on 95% intervals over the rounds (`--max-repeat`: more
 rounds for an inconclusive required finding, every look at the Bonferroni level). The
-default profile takes about eight minutes on 2 cores. Writes `runs/STAMP-PROFILE/`:
+default profile takes about ten minutes on 2 cores. Writes `runs/STAMP-PROFILE/`:
 results.jsonl (one line per measurement, appended as it finishes), run.json, report.md,
 report.html and PNG plots.
 """ + EXIT_CODES_HELP))
@@ -376,7 +378,7 @@ def main_command(
         str,
         typer.Option(
             "--profile", "-p",
-            help="quick (about three minutes, every case a required finding judges), default (the whole catalogue, about eight minutes on 2 cores) "
+            help="quick (about three minutes, every case a required finding judges), default (the whole catalogue, about ten minutes on 2 cores) "
             "or article (3 s waits, -n 200 -c 100: hours).",
         ),
     ] = "default",
@@ -411,7 +413,8 @@ def main_command(
         typer.Option(
             "--requests", "-n",
             help="Successful requests each sample counts in its steady window (after a warm-up, before ab is "
-            "stopped). Default: the profile's (20), and the window lasts at least the profile's measure time. "
+            "stopped), however long that takes. Default: the profile's (300 at the expected rate, the window "
+            "lasting at least its measure time and at most its count window, 1 s). "
             "The article profile runs ab -n N -c C start to end instead, as the article did.",
         ),
     ] = None,
@@ -570,7 +573,8 @@ def main_command(
             jobs += [Job(case, level, sweep=True) for case in cases_for(swept, profile.seconds) for level in levels]
     pairs = comparisons(finding_pairs(FINDINGS),
                         all_to_reference=profile.all_to_reference, cases=[job.case.key for job in jobs])
-    planned = blocks(jobs, pairs, profile.concurrency, rounds=profile.repeat, ranked_rounds=profile.ranked_repeat)
+    planned = blocks(jobs, pairs, profile.concurrency, rounds=profile.repeat, ranked_rounds=profile.ranked_repeat,
+                     required=[f.id for f in FINDINGS if f.required])
     if list_only:
         _list(planned, profile)
         raise typer.Exit(0)

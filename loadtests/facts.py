@@ -482,8 +482,7 @@ def build(run: dict[str, Any], records: list[Record], verdicts: list[Verdict]) -
         rounds=int(profile.get("repeat") or 1),
         ranked_rounds=int(profile.get("ranked_repeat") or 0),
         ranked_spread=math.exp(float(profile.get("ranked_half_width") or 0.0)),
-        max_rounds=max((int(r.get("round", 0)) + 1 for r in records if not r.get("sweep") and r.get("case") in {
-            case for v in verdicts if v.finding.required for case in v.finding.cases}), default=0),
+        max_rounds=max((v.rounds for v in verdicts if v.finding.required), default=0),
         seconds=wall_seconds(run),
         samples=samples(records),
         ping_interval_ms=(profile.get("ping_interval") or 0) * 1000 or None,

@@ -39,7 +39,7 @@ tuned to pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -218,6 +218,11 @@ def unusable(record: Record, metric: Metric) -> str | None:
     if value(record, metric) is None:
         return f"`{record['case']}` has no {metric}"
     return None
+
+
+def usable_value(metric: Metric) -> Callable[[Record], float | None]:
+    """``metric`` of each measurement a verdict can use, None for the others: what a finding's interval is made of."""
+    return lambda record: value(record, metric) if unusable(record, metric) is None else None
 
 
 def records_for(finding: Finding, records: Iterable[Record], *, every_case: bool = False) -> list[Record]:

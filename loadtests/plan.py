@@ -123,6 +123,9 @@ class Block:
     #: than ``rounds``.
     ranked_pairs: tuple[tuple[Job, Job], ...] = ()
     ranked_rounds: int = 0
+    #: The pairs of required findings (numerator, denominator, the finding's id): narrowed like the ranked pairs
+    #: when the profile allows (``Profile.required_max_repeat``).
+    required_pairs: tuple[tuple[Job, Job, str], ...] = ()
 
     @property
     def jobs(self) -> list[Job]:
@@ -235,7 +238,8 @@ def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
     """The run's blocks: jobs grouped by ``Job.block``, each with its workloads' reference jobs, in an order
     that keeps every pair of ``pairs`` adjacent; sweep jobs go to their case's block, after the rounds.
     ``judged`` (case, concurrency) are measured every round though in no pair: a claim bounds them alone.
-    Every job is measured in ``rounds`` rounds, a job of a ranked pair (``RANKED``) in ``ranked_rounds`` if more."""
+    Every job is measured in ``rounds`` rounds, a job of a ranked pair (``RANKED``) in ``ranked_rounds`` if more.
+    A pair whose ``why`` is in ``required`` (the ids of required findings) is kept as a block's required pair."""
     main = [job for job in jobs if not job.sweep]
     by_key = {(job.case.key, job.concurrency, job.setup): job for job in main}
     grouped: dict[str, list[Job]] = {}
@@ -259,8 +263,9 @@ def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
         paired = {job for edge in edges for job in edge}
         alone = frozenset(j for j in members if j not in paired and (j.case.key, j.concurrency) not in judged)
         ranked = tuple(dict.fromkeys((a, b) for p, a, b in found if p.why in RANKED))
+        needed = tuple((a, b, p.why) for p, a, b in found if p.why in required)
         result.append(Block(name, sequence(members, edges), alone=alone, rounds=rounds, ranked_pairs=ranked,
-                            ranked_rounds=ranked_rounds))
+                            ranked_rounds=ranked_rounds, required_pairs=needed))
     index = {block.name: block for block in result}
     for job in jobs:
         if job.sweep:
@@ -269,3 +274,4 @@ def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
             if home not in [b.name for b in result]:
                 result.append(index[home])
     return result
+

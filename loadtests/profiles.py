@@ -87,7 +87,11 @@ class Profile:
     #: ±10%), its block measures that pair in one more round, up to ``ranked_max_repeat`` (a fixed-width sequential
     #: interval, Chow and Robbins 1965: the rounds stop on the interval's width, never on its value).
     ranked_max_repeat: int = 0
+    #: The half-width (log scale) ranked pairs and required findings are narrowed to.
     ranked_half_width: float = RANKED_HALF_WIDTH
+    #: The same for a required finding's pair after ``repeat`` rounds: one round at a time while its 95% interval is
+    #: wider than ``ranked_half_width``, up to this many rounds (0: never), before the verdict's first look.
+    required_max_repeat: int = 0
     #: Rounds a required finding may grow to while inconclusive (each look then judged at the Bonferroni
     #: level, ``stats.Looks``); equal to ``repeat``: a fixed number of rounds, judged at 95%.
     max_repeat: int = 4
@@ -134,6 +138,7 @@ class Profile:
             "window_completions": self.window_completions, "count_window_s": self.count_window_s,
             "max_window_s": self.max_window_s, "ranked_repeat": self.ranked_repeat,
             "ranked_max_repeat": self.ranked_max_repeat, "ranked_half_width": self.ranked_half_width,
+            "required_max_repeat": self.required_max_repeat,
             "fixed_requests": self.fixed_requests, "sweep_levels": list(self.sweep_levels),
             "repeat": self.repeat, "max_repeat": self.max_repeat, "sweep_repeat": self.sweep_repeat,
             "ping_interval": self.ping_interval, "workers": self.workers, "db_rtt_ms": self.db_rtt_ms,
@@ -188,6 +193,7 @@ DEFAULT = Profile(
     max_repeat=5,
     ranked_repeat=5,
     ranked_max_repeat=7,
+    required_max_repeat=12,
     concurrency=40,
     threadpool_tokens=16,
     pool_max=40,

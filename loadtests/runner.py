@@ -45,11 +45,11 @@ from db.server_stats import ServerStats
 from loadtests.ab import AbError, AbRun
 from loadtests.claims import PING_METRICS
 from loadtests.errors import HarnessError
-from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all
+from loadtests.findings import FINDINGS, Finding, Verdict, evaluate_all, usable_value
 from loadtests.generators import generator_count
 from loadtests.locust_load import GeneratorLost, Swarm, SwarmError
 from loadtests.model import Prediction, ServerShape, efficiency, predict
-from loadtests.pairing import compare
+from loadtests.pairing import Value, compare
 from loadtests.plan import Block, Job, Pair, sequence
 from loadtests.probe import PingProbe, measure_uncontended
 from loadtests.profiles import Profile
@@ -372,33 +372,38 @@ class Harness:
                 + (sum(map(estimate, block.sweeps)) if sweeps else 0.0))
 
     def _extra_looks(self, progress: Progress, task: TaskID, estimate: Estimates) -> None:
-        """More rounds for the blocks of required findings still inconclusive, one checkpoint at a time."""
+        """More rounds for the blocks of required findings still inconclusive, one checkpoint at a time: each such
+        finding's pair is measured until it has the checkpoint's rounds (a pair narrowed past it waits for the next)."""
         looks = self.looks
-        done = looks.checkpoints[0]
         for checkpoint in looks.checkpoints[1:]:
-            unsettled = [v.finding for v in self.judge(self.records, looks.confidence)
-                         if v.finding.required and v.status == "inconclusive"]
+            unsettled = [v for v in self.judge(self.records, looks.confidence)
+                         if v.finding.required and v.status == "inconclusive" and v.rounds < checkpoint]
             if not unsettled:
-                return
-            wanted = {(case, f.concurrency or self.profile.concurrency) for f in unsettled for case in f.cases}
+                continue
             extra = []
             for block in self.blocks:
-                jobs = [job for job in block.jobs if (job.case.key, job.concurrency) in wanted and not job.variant]
-                if jobs:
-                    at = {(job.case.key, job.concurrency): job for job in jobs}
-                    edges = [(at[(f.numerator, c)], at[(f.denominator, c)]) for f in unsettled if f.denominator
-                             for c in [f.concurrency or self.profile.concurrency]
-                             if (f.numerator, c) in at and (f.denominator, c) in at]
-                    extra.append(Block(block.name, sequence(jobs, edges), rounds=checkpoint))
-            names = ", ".join(f.id for f in unsettled)
-            progress.console.print(f"[yellow]inconclusive:[/yellow] {names}; measuring rounds {done + 1}-{checkpoint} "
+                at = {(job.case.key, job.concurrency): job for job in block.jobs if not job.variant}
+                here = [(v.rounds, [at[(case, c)] for case in v.finding.cases]) for v in unsettled
+                        for c in [v.finding.concurrency or self.profile.concurrency]
+                        if all((case, c) in at for case in v.finding.cases)]
+                if here:
+                    edges = [(found[0], found[1]) for _, found in here if len(found) == 2]
+                    start = self._next_round(block.name)
+                    more = max(checkpoint - rounds for rounds, _ in here)
+                    jobs = list(dict.fromkeys(job for _, found in here for job in found))
+                    extra.append((Block(block.name, sequence(jobs, edges), rounds=start + more), range(start, start + more)))
+            names = ", ".join(v.finding.id for v in unsettled)
+            progress.console.print(f"[yellow]inconclusive:[/yellow] {names}; measuring up to {checkpoint} rounds "
                                    f"(every look judged at {looks.confidence:.1%}, Bonferroni over {len(looks.checkpoints)})")
-            rounds = range(done, checkpoint)
             progress.update(task, total=(progress.tasks[task].total or 0)
-                            + sum(self._block_estimate(block, rounds, False, estimate) for block in extra))
-            for block in extra:
+                            + sum(self._block_estimate(block, rounds, False, estimate) for block, rounds in extra))
+            for block, rounds in extra:
                 self._block(block, rounds, [], progress, task, estimate)
-            done = checkpoint
+
+    def _next_round(self, block: str) -> int:
+        """The first round number ``block`` has not used: a later look's rounds never share a number with earlier ones."""
+        return 1 + max((int(r.get("round", 0)) for r in self.records if r.get("block") == block and not r.get("sweep")),
+                       default=-1)
 
     def _counting_jobs(self) -> list[Job]:
         """The database cases whose wire work gets counted (each case key once), all on one server: counting
@@ -463,11 +468,20 @@ class Harness:
 
     def _narrow(self, block: Block, served: Served, done: int, progress: Progress, task: TaskID,
                 estimate: Estimates) -> None:
-        """More rounds, on the same server, of the block's ranked pairs whose interval is still wider than the
-        profile's ``ranked_half_width``: one round at a time, up to ``ranked_max_repeat`` (see ``Profile``)."""
-        for number in range(done, self.profile.ranked_max_repeat):
-            wide = [(a, b) for a, b in block.ranked_pairs
-                    if self._half_width(block.name, a, b) > self.profile.ranked_half_width]
+        """More rounds, on the same server, of the block's pairs whose 95% interval is still wider than the profile's
+        ``ranked_half_width``: its ranked pairs up to ``ranked_max_repeat`` rounds, its required findings' pairs up to
+        ``required_max_repeat``; one round at a time, on the interval's width alone (see ``Profile``)."""
+        metrics = {finding.id: finding.metric for finding in self.findings}
+        rps: Value = successful_rps
+        targets = [(a, b, rps, self.profile.ranked_max_repeat) for a, b in block.ranked_pairs]
+        targets += [(a, b, usable_value(metrics[finding]), self.profile.required_max_repeat)
+                    for a, b, finding in block.required_pairs if finding in metrics]
+        for number in range(done, done + max((cap for *_, cap in targets), default=0)):
+            wide = []
+            for a, b, value, cap in targets:
+                half_width, rounds = self._spread(block.name, a, b, value)
+                if rounds < cap and half_width > self.profile.ranked_half_width:
+                    wide.append((a, b))
             if not wide:
                 return
             walk = sequence(list(dict.fromkeys(job for pair in wide for job in pair)), wide)
@@ -477,12 +491,13 @@ class Harness:
                 progress.update(task, description=escape(f"{block.name} r{number + 1} (narrowing) {job.label}"))
                 self._record(job, served, block.name, number, position, False, progress, task, estimate)
 
-    def _half_width(self, block: str, numerator: Job, denominator: Job) -> float:
-        """The half-width on the log scale of numerator/denominator's paired interval in ``block`` so far."""
+    def _spread(self, block: str, numerator: Job, denominator: Job, value: Value) -> tuple[float, int]:
+        """The half-width on the log scale of numerator/denominator's paired interval in ``block`` so far, and
+        over how many rounds (infinite over none)."""
         records = [r for r in self.records if r.get("block") == block and not r.get("sweep")
                    and r.get("concurrency") == numerator.concurrency]
-        found = compare(records, numerator.case.key, denominator.case.key, successful_rps)
-        return found.interval.half_width if found else math.inf
+        found = compare(records, numerator.case.key, denominator.case.key, value)
+        return (found.interval.half_width, found.rounds) if found else (math.inf, 0)
 
     def _fill_pools(self, block: Block, served: Served) -> None:
         """Open each pooled driver's connections as its load will, before any sample counts: the rounds then

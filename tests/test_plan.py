@@ -193,3 +193,40 @@ def test_a_ranked_pair_gets_more_rounds_only_while_its_interval_is_too_wide(tmp_
     later = [r for r in harness.records if r["round"] >= 2]
     assert {r["case"] for r in later} == {"lookup/async/asyncpg", "lookup/sync/psycopg2"}
     assert max(r["round"] for r in later) == 5  # still ±30% apart: narrowed up to ranked_max_repeat
+
+
+def test_a_required_findings_pair_is_narrowed_on_its_own_metric_up_to_the_profiles_cap(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from loadtests.results import RunFolder
+    from loadtests.runner import Harness
+
+    profile = dataclasses.replace(PROFILES["default"], required_max_repeat=6)
+    required = [f.id for f in FINDINGS if f.required]
+    jobs = [job(k) for k in ("wait/sync/time", "wait/async/asyncio", "wait/threadpool/time")]
+    pairs = comparisons(finding_pairs(FINDINGS))
+    block = next(b for b in blocks(jobs, pairs, 40, rounds=3, required=required) if b.name == "local/wait")
+    assert {finding for *_, finding in block.required_pairs} == {"F2-wait", "F3-wait"}
+    harness = Harness(profile, [block], pairs, RunFolder(tmp_path), Console(quiet=True), Settings())
+    # F2's ratio scatters by ±30% between rounds, F3's by 0.2%: only F2's pair needs more rounds.
+    scatter = {"wait/async/asyncio": (1.3, 0.7), "wait/threadpool/time": (1.002, 0.998)}
+
+    def record(measured: Job, served: object, name: str, number: int, position: int, *args: object) -> None:
+        eff = scatter.get(measured.case.key, (1.0, 1.0))[number % 2]
+        harness.records.append(make_record(measured.case.key, round=number, eff=eff, block=name, position=position))
+
+    harness._record = record  # type: ignore[method-assign,assignment]
+    for number in range(3):
+        for position, measured in enumerate(block.round(number)):
+            record(measured, None, block.name, number, position)
+
+    class Progress:  # what _narrow asks of rich's Progress
+        tasks = {0: type("Task", (), {"total": 0.0})()}
+
+        def update(self, *args: object, **kwargs: object) -> None: ...
+
+    harness._narrow(block, None, 3, Progress(), 0, lambda j: 0.5)  # type: ignore[arg-type]
+    later = [r for r in harness.records if r["round"] >= 3]
+    assert {r["case"] for r in later} == {"wait/async/asyncio", "wait/sync/time"}
+    assert max(r["round"] for r in later) == 5  # still ±30% apart: narrowed up to required_max_repeat (6 rounds)
+    assert harness._next_round("local/wait") == 6  # a later look numbers its rounds after these

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from synthetic import make_record
 
 from app.catalogue import SCENARIOS_BY_ID
@@ -14,10 +15,10 @@ from app.settings import Settings
 from loadtests.budget import peak
 from loadtests.findings import FINDINGS, finding_pairs
 from loadtests.pairing import compare, round_log_ratios
-from loadtests.plan import Block, Job, blocks, comparisons, sequence
-from loadtests.profiles import PROFILES, cases_for
-from loadtests.results import Record, successful_rps
-from loadtests.runner import finding_jobs, server_settings
+from loadtests.plan import Block, Job, Pair, blocks, comparisons, sequence
+from loadtests.profiles import PROFILES, Profile, cases_for
+from loadtests.results import Record, RunFolder, successful_rps
+from loadtests.runner import Harness, finding_jobs, server_settings
 
 
 def job(key: str, c: int = 40) -> Job:
@@ -161,26 +162,18 @@ def test_cases_of_different_blocks_compare_through_the_reference() -> None:
     assert found is not None and found.through == ref and found.interval.low < found.interval.center < found.interval.high
 
 
-def test_a_ranked_pair_gets_more_rounds_only_while_its_interval_is_too_wide(tmp_path: Path) -> None:
-    from rich.console import Console
-
-    from loadtests.results import RunFolder
-    from loadtests.runner import Harness
-
-    profile = dataclasses.replace(PROFILES["default"], ranked_repeat=2, ranked_max_repeat=6)
-    jobs = [job(k) for k in ("lookup/sync/psycopg2", "lookup/async/asyncpg", "write/sync/psycopg2", "write/async/asyncpg")]
-    pairs = comparisons(())
-    block = next(b for b in blocks(jobs, pairs, 40, rounds=2, ranked_rounds=2) if b.name == "asyncpg")
+def narrowed(tmp_path: Path, profile: Profile, block: Block, pairs: list[Pair], rounds: int,
+             scatter: dict[str, tuple[float, float]]) -> Harness:
+    """A harness whose samples are synthetic (each case's efficiency alternating by round as ``scatter`` says), after
+    ``rounds`` rounds of ``block`` and its narrowing."""
     harness = Harness(profile, [block], pairs, RunFolder(tmp_path), Console(quiet=True), Settings())
-    # lookup's ratio scatters by ±30% between rounds, write's by 0.2%: only lookup's pair needs more rounds.
-    scatter = {"lookup/async/asyncpg": (1.3, 0.7), "write/async/asyncpg": (1.002, 0.998)}
 
     def record(measured: Job, served: object, name: str, number: int, position: int, *args: object) -> None:
         eff = scatter.get(measured.case.key, (1.0, 1.0))[number % 2]
         harness.records.append(make_record(measured.case.key, round=number, eff=eff, block=name, position=position))
 
     harness._record = record  # type: ignore[method-assign,assignment]
-    for number in range(2):
+    for number in range(rounds):
         for position, measured in enumerate(block.round(number)):
             record(measured, None, block.name, number, position)
 
@@ -189,43 +182,33 @@ def test_a_ranked_pair_gets_more_rounds_only_while_its_interval_is_too_wide(tmp_
 
         def update(self, *args: object, **kwargs: object) -> None: ...
 
-    harness._narrow(block, None, 2, Progress(), 0, lambda j: 0.5)  # type: ignore[arg-type]
+    harness._narrow(block, None, rounds, Progress(), 0, lambda j: 0.5)  # type: ignore[arg-type]
+    return harness
+
+
+def test_a_ranked_pair_gets_more_rounds_only_while_its_interval_is_too_wide(tmp_path: Path) -> None:
+    profile = dataclasses.replace(PROFILES["default"], ranked_repeat=2, ranked_max_repeat=6)
+    jobs = [job(k) for k in ("lookup/sync/psycopg2", "lookup/async/asyncpg", "write/sync/psycopg2", "write/async/asyncpg")]
+    pairs = comparisons(())
+    block = next(b for b in blocks(jobs, pairs, 40, rounds=2, ranked_rounds=2) if b.name == "asyncpg")
+    # lookup's ratio scatters by ±30% between rounds, write's by 0.2%: only lookup's pair needs more rounds.
+    harness = narrowed(tmp_path, profile, block, pairs, 2,
+                       {"lookup/async/asyncpg": (1.3, 0.7), "write/async/asyncpg": (1.002, 0.998)})
     later = [r for r in harness.records if r["round"] >= 2]
     assert {r["case"] for r in later} == {"lookup/async/asyncpg", "lookup/sync/psycopg2"}
     assert max(r["round"] for r in later) == 5  # still ±30% apart: narrowed up to ranked_max_repeat
 
 
 def test_a_required_findings_pair_is_narrowed_on_its_own_metric_up_to_the_profiles_cap(tmp_path: Path) -> None:
-    from rich.console import Console
-
-    from loadtests.results import RunFolder
-    from loadtests.runner import Harness
-
     profile = dataclasses.replace(PROFILES["default"], required_max_repeat=6)
     required = [f.id for f in FINDINGS if f.required]
     jobs = [job(k) for k in ("wait/sync/time", "wait/async/asyncio", "wait/threadpool/time")]
     pairs = comparisons(finding_pairs(FINDINGS))
     block = next(b for b in blocks(jobs, pairs, 40, rounds=3, required=required) if b.name == "local/wait")
     assert {finding for *_, finding in block.required_pairs} == {"F2-wait", "F3-wait"}
-    harness = Harness(profile, [block], pairs, RunFolder(tmp_path), Console(quiet=True), Settings())
     # F2's ratio scatters by ±30% between rounds, F3's by 0.2%: only F2's pair needs more rounds.
-    scatter = {"wait/async/asyncio": (1.3, 0.7), "wait/threadpool/time": (1.002, 0.998)}
-
-    def record(measured: Job, served: object, name: str, number: int, position: int, *args: object) -> None:
-        eff = scatter.get(measured.case.key, (1.0, 1.0))[number % 2]
-        harness.records.append(make_record(measured.case.key, round=number, eff=eff, block=name, position=position))
-
-    harness._record = record  # type: ignore[method-assign,assignment]
-    for number in range(3):
-        for position, measured in enumerate(block.round(number)):
-            record(measured, None, block.name, number, position)
-
-    class Progress:  # what _narrow asks of rich's Progress
-        tasks = {0: type("Task", (), {"total": 0.0})()}
-
-        def update(self, *args: object, **kwargs: object) -> None: ...
-
-    harness._narrow(block, None, 3, Progress(), 0, lambda j: 0.5)  # type: ignore[arg-type]
+    harness = narrowed(tmp_path, profile, block, pairs, 3,
+                       {"wait/async/asyncio": (1.3, 0.7), "wait/threadpool/time": (1.002, 0.998)})
     later = [r for r in harness.records if r["round"] >= 3]
     assert {r["case"] for r in later} == {"wait/async/asyncio", "wait/sync/time"}
     assert max(r["round"] for r in later) == 5  # still ±30% apart: narrowed up to required_max_repeat (6 rounds)

@@ -239,12 +239,12 @@ def _check_run_folder(path: Path, what: str) -> Path:
     return path
 
 
-def _rounds(profile: Profile) -> str:
+def _rounds(profile: Profile, planned: list[Block]) -> str:
     """The rounds a run measures, as its header and --list say them."""
     upto = (f", up to {profile.ranked_max_repeat} while wider than ±10%"
             if profile.ranked_max_repeat > max(profile.ranked_repeat, profile.repeat) else "")
     more = f" (the pairs a reader ranks: {profile.ranked_repeat}{upto})" if profile.ranked_repeat > profile.repeat else ""
-    if profile.required_max_repeat > profile.repeat:
+    if profile.required_max_repeat > profile.repeat and any(block.required_pairs for block in planned):
         more += f" (a required finding's pair: up to {profile.required_max_repeat} while wider than ±10%)"
     return f"{profile.repeat} rounds{more}"
 
@@ -252,7 +252,7 @@ def _rounds(profile: Profile) -> str:
 def _list(planned: list[Block], profile: Profile) -> None:
     samples = sum(block.samples() + len(block.sweeps) for block in planned)
     table = Table("block", "sequence of a round (compared pairs side by side)", "sweep points",
-                  title=f"{len(planned)} blocks, {_rounds(profile)}: {samples} samples")
+                  title=f"{len(planned)} blocks, {_rounds(profile, planned)}: {samples} samples")
     for block in planned:
         table.add_row(escape(block.name), escape(" | ".join(job.label for job in block.sequence)),
                       escape(", ".join(job.label for job in block.sweeps)))
@@ -640,7 +640,7 @@ def _execute(folder: RunFolder, profile: Profile, planned: list[Block], pairs: l
     ``claims``: a team's claims, recorded in run.json (the run judges them, not iobench's findings)."""
     samples = sum(block.samples() + len(block.sweeps) for block in planned)
     looks = Looks.planned(profile.repeat, profile.max_repeat)
-    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(planned)} blocks x {_rounds(profile)}, "
+    console.print(f"iobench: profile [bold]{profile.name}[/bold], {len(planned)} blocks x {_rounds(profile, planned)}, "
                   f"{samples} samples -> {folder.path}")
     exit_code, status, error = 0, "complete", None
     previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)

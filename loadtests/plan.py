@@ -274,4 +274,3 @@ def blocks(jobs: Sequence[Job], pairs: Sequence[Pair], profile_concurrency: int,
             if home not in [b.name for b in result]:
                 result.append(index[home])
     return result
-

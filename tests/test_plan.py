@@ -18,7 +18,7 @@ from loadtests.pairing import compare, round_log_ratios
 from loadtests.plan import Block, Job, Pair, blocks, comparisons, sequence
 from loadtests.profiles import PROFILES, Profile, cases_for
 from loadtests.results import Record, RunFolder, successful_rps
-from loadtests.runner import Harness, finding_jobs, server_settings
+from loadtests.runner import Estimates, Harness, finding_jobs, server_settings
 
 
 def job(key: str, c: int = 40) -> Job:
@@ -213,3 +213,28 @@ def test_a_required_findings_pair_is_narrowed_on_its_own_metric_up_to_the_profil
     assert {r["case"] for r in later} == {"wait/async/asyncio", "wait/sync/time"}
     assert max(r["round"] for r in later) == 5  # still ±30% apart: narrowed up to required_max_repeat (6 rounds)
     assert harness._next_round("local/wait") == 6  # a later look numbers its rounds after these
+
+
+def test_a_later_look_measures_an_inconclusive_pair_up_to_its_checkpoint_in_rounds_of_new_numbers(tmp_path: Path) -> None:
+    from loadtests.findings import FINDINGS_BY_ID, Verdict
+
+    profile = dataclasses.replace(PROFILES["default"], required_max_repeat=6)
+    jobs = [job(k) for k in ("wait/sync/time", "wait/async/asyncio", "wait/threadpool/time")]
+    pairs = comparisons(finding_pairs(FINDINGS))
+    block = next(b for b in blocks(jobs, pairs, 40, rounds=3, required=[f.id for f in FINDINGS if f.required])
+                 if b.name == "local/wait")
+    harness = narrowed(tmp_path, profile, block, pairs, 3, {"wait/async/asyncio": (1.3, 0.7)})  # F2 takes rounds 3-5
+    f3 = FINDINGS_BY_ID["F3-wait"]
+    harness.judge = lambda records, confidence: [  # F3 still inconclusive after its 3 rounds
+        Verdict(f3, "inconclusive", None, None, None, None, None, None, None, 3, "straddles")]
+    measured: list[tuple[list[str], range]] = []
+    harness._block = lambda b, rounds, *args: measured.append(([j.case.key for j in b.sequence], rounds))  # type: ignore[method-assign]
+
+    class Progress:  # what _extra_looks asks of rich's Progress
+        console = Console(quiet=True)
+        tasks = {0: type("Task", (), {"total": 0.0})()}
+
+        def update(self, *args: object, **kwargs: object) -> None: ...
+
+    harness._extra_looks(Progress(), 0, Estimates(profile))  # type: ignore[arg-type]
+    assert measured == [(["wait/threadpool/time", "wait/sync/time"], range(6, 8))]  # to 5 rounds, after round 5

@@ -226,7 +226,7 @@ PROFILES: dict[str, Profile] = {
             description="The driver table alone (lookups, reports and writes on every Postgres driver, FastAPI's share, "
             "psycopg2's pools) in the default's shape, each driver measured beside psycopg2 until its ratio's 95% "
             "interval is within ±10%, up to 32 rounds (a CPU-bound rate wanders over seconds on a shared machine: "
-            "results/window-noise). For a team choosing a driver; five to seven minutes on 2 cores here. It exits 4, "
+            "results/window-noise). For a team choosing a driver; about five to seven minutes on 2 cores here. It exits 4, "
             "as it judges none of the required findings.",
             max_repeat=3,
             ranked_max_repeat=32,

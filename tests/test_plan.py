@@ -162,6 +162,15 @@ def test_cases_of_different_blocks_compare_through_the_reference() -> None:
     assert found is not None and found.through == ref and found.interval.low < found.interval.center < found.interval.high
 
 
+class QuietProgress:
+    """What the harness's extra rounds ask of rich's Progress, printing nothing."""
+
+    console = Console(quiet=True)
+    tasks = {0: type("Task", (), {"total": 0.0})()}
+
+    def update(self, *args: object, **kwargs: object) -> None: ...
+
+
 def narrowed(tmp_path: Path, profile: Profile, block: Block, pairs: list[Pair], rounds: int,
              scatter: dict[str, tuple[float, float]]) -> Harness:
     """A harness whose samples are synthetic (each case's efficiency alternating by round as ``scatter`` says), after
@@ -177,12 +186,7 @@ def narrowed(tmp_path: Path, profile: Profile, block: Block, pairs: list[Pair], 
         for position, measured in enumerate(block.round(number)):
             record(measured, None, block.name, number, position)
 
-    class Progress:  # what _narrow asks of rich's Progress
-        tasks = {0: type("Task", (), {"total": 0.0})()}
-
-        def update(self, *args: object, **kwargs: object) -> None: ...
-
-    harness._narrow(block, None, rounds, Progress(), 0, lambda j: 0.5)  # type: ignore[arg-type]
+    harness._narrow(block, None, rounds, QuietProgress(), 0, lambda j: 0.5)  # type: ignore[arg-type]
     return harness
 
 
@@ -230,11 +234,5 @@ def test_a_later_look_measures_an_inconclusive_pair_up_to_its_checkpoint_in_roun
     measured: list[tuple[list[str], range]] = []
     harness._block = lambda b, rounds, *args: measured.append(([j.case.key for j in b.sequence], rounds))  # type: ignore[method-assign]
 
-    class Progress:  # what _extra_looks asks of rich's Progress
-        console = Console(quiet=True)
-        tasks = {0: type("Task", (), {"total": 0.0})()}
-
-        def update(self, *args: object, **kwargs: object) -> None: ...
-
-    harness._extra_looks(Progress(), 0, Estimates(profile))  # type: ignore[arg-type]
+    harness._extra_looks(QuietProgress(), 0, Estimates(profile))  # type: ignore[arg-type]
     assert measured == [(["wait/threadpool/time", "wait/sync/time"], range(6, 8))]  # to 5 rounds, after round 5
